@@ -1,0 +1,55 @@
+"""ftcli: fine-tune Hugging Face models from one strict YAML recipe.
+
+The public API mirrors the CLI, one function per command. Heavy libraries (torch, transformers,
+datasets) load only when one of these is called, so importing ftcli stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ftcli.recipe import Recipe
+
+__version__ = "0.1.0"
+__all__ = ["finetune", "evaluate", "generate", "validate", "load_recipe"]
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> "Recipe":
+    """Read and validate a recipe file; `overrides` are `key.path=value` strings."""
+    from ftcli.recipe import load_recipe as _load
+
+    return _load(path, overrides)
+
+
+def _as_recipe(recipe: "Recipe | str | Path") -> "Recipe":
+    return load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
+
+
+def finetune(recipe: "Recipe | str | Path", overwrite: bool = False) -> Path:
+    """Train as the recipe says; returns the run directory."""
+    from ftcli.train import finetune as _finetune
+
+    return _finetune(_as_recipe(recipe), overwrite=overwrite)
+
+
+def evaluate(target: str | Path | None = None, base: bool = True, limit: int | None = None) -> dict:
+    """Metrics of a run's tuned model and its base model on the run's eval data."""
+    from ftcli.evaluation import evaluate_run
+
+    return evaluate_run(target, base=base, limit=limit)
+
+
+def generate(prompt: str, target: str | Path | None = None, **options) -> str:
+    """Generated text for `prompt` from a run (default: the latest in the current directory)."""
+    from ftcli.generation import generate as _generate
+
+    return _generate(prompt, target, **options)
+
+
+def validate(recipe: "Recipe | str | Path") -> dict:
+    """Check a recipe, its data and its model without training."""
+    from ftcli.checks import validate as _validate
+
+    return _validate(_as_recipe(recipe))

@@ -1,0 +1,160 @@
+"""The `ftcli` command line: thin commands over the library, and errors turned into exit codes.
+
+Exit codes: 0 ok; 2 user error (recipe, data, arguments, model path); 1 internal error;
+3 training failed; 130 interrupted. FTCLI_DEBUG=1 shows tracebacks.
+No heavy imports at module level: `ftcli --help` must stay fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="ftcli",
+    help="Fine-tune Hugging Face models from one YAML recipe: finetune → eval → generate.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
+SetOption = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override a recipe key, e.g. --set train.learning_rate=1e-4 (repeatable).",
+    show_default=False)]
+
+
+def _debug() -> bool:
+    return os.environ.get("FTCLI_DEBUG", "") not in ("", "0")
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def guarded(command):
+    """Run a command, mapping our errors to short messages and exit codes."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from ftcli.errors import FtcliError
+
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except FtcliError as exc:
+            if _debug():
+                raise
+            _fail(exc.render(), exc.exit_code)
+        except KeyboardInterrupt:
+            typer.echo("\ninterrupted", err=True)
+            raise typer.Exit(130)
+        except Exception as exc:  # a bug: say so briefly, keep the traceback one variable away
+            if _debug():
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc}\n"
+                  "(set FTCLI_DEBUG=1 for the traceback, and please report it)", 1)
+
+    return wrapper
+
+
+@app.command()
+@guarded
+def finetune(
+    recipe: RecipeArg,
+    set_: SetOption = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in output_dir.")] = False,
+):
+    """Fine-tune a model as RECIPE says; writes the run directory (train.output_dir)."""
+    import ftcli
+
+    run_dir = ftcli.finetune(ftcli.load_recipe(recipe, set_), overwrite=overwrite)
+    typer.echo(f"run finished: {run_dir}")
+
+
+@app.command("eval")
+@guarded
+def eval_(
+    target: Annotated[Optional[str], typer.Argument(
+        help="Run directory or recipe file (default: the latest finished run here).", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON object on stdout.")] = False,
+    no_base: Annotated[bool, typer.Option("--no-base", help="Skip the base model.")] = False,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate only the first N examples.")] = None,
+):
+    """Metrics for the tuned model and its base model on the run's eval data."""
+    import ftcli
+    from ftcli.evaluation import format_table
+
+    results = ftcli.evaluate(target, base=not no_base, limit=limit)
+    if as_json:
+        keys = ("run", "tuned") + (("base",) if "base" in results else ())
+        typer.echo(json.dumps({k: results[k] for k in keys}))
+    else:
+        typer.echo(format_table(results))
+
+
+@app.command()
+@guarded
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The prompt.", show_default=False)],
+    run: Annotated[Optional[Path], typer.Option(help="Run directory (default: latest run).")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(help="Recipe whose output_dir is the run.")] = None,
+    base: Annotated[bool, typer.Option("--base", help="Use the run's base model instead.")] = False,
+    max_new_tokens: Annotated[Optional[int], typer.Option(min=1)] = None,
+    temperature: Annotated[Optional[float], typer.Option(min=0.0, help="0 → greedy.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(min=0.0, max=1.0)] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+):
+    """Generate a reply with a run's tuned model; prints only the text on stdout."""
+    import ftcli
+
+    if run and recipe:
+        _fail("give --run or --recipe, not both", 2)
+    text = ftcli.generate(prompt, run or recipe, base=base, max_new_tokens=max_new_tokens,
+                          temperature=temperature, top_p=top_p, seed=seed)
+    typer.echo(text)
+
+
+@app.command()
+@guarded
+def validate(recipe: RecipeArg, set_: SetOption = None):
+    """Check a recipe, its data and its model path without training."""
+    import ftcli
+
+    report = ftcli.validate(ftcli.load_recipe(recipe, set_))
+    mode = {"sft": "SFT (prompt/response, loss on responses)", "text": "plain-text language modelling",
+            "classification": "sequence classification"}[report["mode"]]
+    typer.echo(f"{recipe}: ok\n  task:   {report['task']} — {mode}\n"
+               f"  data:   {report['train_rows']} train rows, {report['eval_rows']} eval rows"
+               + (f", {report['dropped_rows']} incomplete rows dropped" if report["dropped_rows"] else "")
+               + f"\n  model:  {report['model']}{' + LoRA' if report['lora'] else ''}"
+               f"\n  output: {report['output_dir']}")
+
+
+@app.command("import-gguf")
+@guarded
+def import_gguf(
+    gguf_file: Annotated[Path, typer.Argument(help="A .gguf model file.", show_default=False)],
+    out_dir: Annotated[Path, typer.Argument(help="Directory to write the safetensors model to.",
+                                            show_default=False)],
+):
+    """Convert a GGUF model into a Hugging Face (safetensors) directory that loads fast."""
+    from ftcli.modeling import import_gguf as convert
+
+    typer.echo(f"converted: {convert(gguf_file, out_dir)}")
+
+
+def main() -> None:
+    app(prog_name="ftcli")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""ftcli's exception types. Each carries the process exit code the CLI maps it to.
+
+The library raises these and never exits; the CLI (`cli.py`) renders them as short messages.
+Anything that is not one of these is an internal error (exit 1) and a bug worth reporting.
+"""
+
+from __future__ import annotations
+
+
+class FtcliError(Exception):
+    """Base class: a failure we understand and can explain in one message."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        return f"{self.message}\nhint: {self.hint}" if self.hint else self.message
+
+
+class UserError(FtcliError):
+    """Bad recipe, data, arguments or model path: the user can fix it (exit 2)."""
+
+    exit_code = 2
+
+
+class RecipeError(UserError):
+    """The recipe is invalid. `problems` lists every problem as `dotted.path: message`."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        noun = "problem" if len(problems) == 1 else "problems"
+        body = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} {noun} in recipe:\n{body}")
+
+
+class DataError(UserError):
+    """The data cannot be used as the recipe describes."""
+
+
+class ModelError(UserError):
+    """The model (or tokenizer) cannot be found or loaded."""
+
+
+class TrainingFailed(FtcliError):
+    """Training ran but failed (e.g. non-finite loss) (exit 3)."""
+
+    exit_code = 3

@@ -1,0 +1,169 @@
+"""Load models and tokenizers (local dir, hub id, or GGUF file), attach LoRA, merge and save.
+
+Every failure to find or read a model becomes a ModelError that says where we looked and what to
+do, instead of the long OSError transformers raises when it falls back to the (unreachable) Hub.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ftcli.errors import ModelError
+
+TASK_MODEL_CLASSES = {"causal-lm": "AutoModelForCausalLM",
+                      "sequence-classification": "AutoModelForSequenceClassification"}
+PEFT_TASK_TYPES = {"causal-lm": "CAUSAL_LM", "sequence-classification": "SEQ_CLS"}
+
+
+def is_local(name_or_path: str) -> bool:
+    return Path(name_or_path).expanduser().exists() or name_or_path.startswith((".", "/", "~"))
+
+
+def check_model_source(name_or_path: str, gguf_file: str | None = None) -> str:
+    """Say where a model would come from, without loading weights; raise ModelError if nowhere."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if gguf_file:
+            if not (path / gguf_file).is_file():
+                raise ModelError(f"GGUF file not found: {path / gguf_file}")
+            return f"local GGUF file {path / gguf_file}"
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{path} is not a model directory (no config.json)",
+                             hint="point model.name_or_path at a saved Hugging Face model, "
+                                  "or set model.gguf_file for a .gguf file inside it")
+        return f"local directory {path}"
+    if is_local(name_or_path) or len(name_or_path.split("/")) > 2:
+        raise ModelError(f"model not found: {name_or_path}", hint="run `make models` for the example "
+                         "models, or point model.name_or_path at a local model directory")
+    return _check_hub_model(name_or_path)
+
+
+def _check_hub_model(repo_id: str) -> str:
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return f"hub model {repo_id} (cached)"
+    try:
+        from huggingface_hub import model_info
+
+        model_info(repo_id, timeout=10)
+    except Exception as exc:
+        raise _hub_error(repo_id, exc) from None
+    return f"hub model {repo_id}"
+
+
+def _hub_error(name: str, exc: Exception) -> ModelError:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ModelError(f"model '{name}' is not a local directory and could not be loaded from the "
+                      f"Hugging Face Hub ({first})",
+                      hint="use a local path (run `make models` for the examples), or connect to the Hub")
+
+
+def _load(loader, name_or_path: str, **kwargs):
+    """Call a from_pretrained-style loader, turning 'cannot find/read it' into ModelError."""
+    try:
+        return loader(name_or_path, **kwargs)
+    except (OSError, ValueError) as exc:
+        if not Path(name_or_path).expanduser().exists():
+            raise _hub_error(name_or_path, exc) from None
+        raise ModelError(f"cannot load model from {name_or_path}: {str(exc).splitlines()[0]}") from None
+
+
+def load_tokenizer(name_or_path: str, gguf_file: str | None = None):
+    from transformers import AutoTokenizer
+
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    tokenizer = _load(AutoTokenizer.from_pretrained, name_or_path, **kwargs)
+    if tokenizer.pad_token_id is None:
+        # Padding is masked out of attention and loss, so any existing token will do; EOS is the
+        # usual choice and avoids resizing the embeddings.
+        if tokenizer.eos_token is None:
+            raise ModelError(f"the tokenizer of {name_or_path} has neither a pad nor an EOS token")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(task: str, name_or_path: str, gguf_file: str | None = None, label2id: dict | None = None,
+               pad_token_id: int | None = None):
+    import transformers
+
+    cls = getattr(transformers, TASK_MODEL_CLASSES[task])
+    kwargs: dict = {"gguf_file": gguf_file} if gguf_file else {}
+    if task == "sequence-classification" and label2id is not None:
+        kwargs.update(num_labels=len(label2id), label2id=label2id,
+                      id2label={i: label for label, i in label2id.items()})
+        # A base model's head may have another label count (or none): start it fresh.
+        kwargs["ignore_mismatched_sizes"] = True
+    model = _load(cls.from_pretrained, name_or_path, **kwargs)
+    if gguf_file:
+        model = _plain_copy(model)
+    if pad_token_id is not None and model.config.pad_token_id is None:
+        model.config.pad_token_id = pad_token_id  # classification pools the last non-pad token
+    return model
+
+
+def _plain_copy(loaded):
+    """The same weights in a fresh model whose config no longer says 'GGUF-quantized'. transformers
+    de-quantizes GGUF to float on load but keeps the flag, and then refuses to train or save it."""
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = type(loaded)._from_config(config, dtype=loaded.dtype)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    return model
+
+
+def attach_lora(model, task: str, lora):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                        target_modules=lora.target_modules, task_type=PEFT_TASK_TYPES[task])
+    return get_peft_model(model, config)
+
+
+def save_atomically(save, final_dir: Path) -> None:
+    """Write a directory through `save(tmp_dir)` and rename it into place, so `final_dir` is either
+    complete or absent — never half-written if the process dies."""
+    final_dir = Path(final_dir)
+    tmp = final_dir.with_name(f".{final_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save(tmp)
+    if final_dir.exists():
+        shutil.rmtree(final_dir)
+    tmp.rename(final_dir)
+
+
+def save_final_model(model, tokenizer, run_dir: Path, is_lora: bool) -> None:
+    """Save `adapter/` (LoRA only) and `model/` (full weights, LoRA merged in) with the tokenizer."""
+    if is_lora:
+        save_atomically(model.save_pretrained, run_dir / "adapter")
+        model = model.merge_and_unload()
+
+    def save_model(path: Path) -> None:
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+
+    save_atomically(save_model, run_dir / "model")
+
+
+def import_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
+    """Convert a GGUF file into a safetensors Hugging Face model directory (loads in well under a
+    second afterwards, against ~20-30 s of de-quantizing the GGUF on every load)."""
+    import transformers
+
+    gguf_path, out_dir = Path(gguf_path).resolve(), Path(out_dir)
+    if not gguf_path.is_file():
+        raise ModelError(f"GGUF file not found: {gguf_path}")
+    src, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = _load(transformers.AutoTokenizer.from_pretrained, src, gguf_file=name)
+    model = load_model("causal-lm", src, name)
+
+    def save(path: Path) -> None:
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    save_atomically(save, out_dir)
+    return out_dir

@@ -1,0 +1,265 @@
+"""The recipe: one strict schema for everything a run needs, loaded from YAML.
+
+Strictness is the point: every section forbids unknown keys (a misspelled key is an error that
+suggests the closest valid key, never a silent fall-back to a default), numbers must be finite,
+and all problems are reported at once as dotted paths.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ftcli.errors import RecipeError, UserError
+
+TASKS = ("causal-lm", "sequence-classification")
+Task = Literal["causal-lm", "sequence-classification"]
+
+# Metrics each task can report, and the ones it reports when the recipe names none.
+TASK_METRICS = {
+    "sequence-classification": ("accuracy", "f1", "precision", "recall", "matthews_correlation"),
+    "causal-lm": ("perplexity", "loss"),
+}
+DEFAULT_METRICS = {
+    "sequence-classification": ["accuracy", "f1"],
+    "causal-lm": ["perplexity", "loss"],
+}
+
+
+class Section(BaseModel):
+    # extra="forbid": unknown keys are errors; allow_inf_nan=False: `.nan`/`.inf` never reach training.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
+
+
+class ModelSection(Section):
+    name_or_path: str = Field("models/smollm2-135m-instruct", description="Local model directory or hub id.")
+    gguf_file: str | None = Field(None, description="A .gguf file inside name_or_path to load from.")
+
+
+class DataSection(Section):
+    train: str = Field(description="Training data: .jsonl .json .csv .tsv .parquet file, or a hub dataset id.")
+    eval: str | None = Field(None, description="Eval data; if absent, eval_fraction of train is held out.")
+    eval_fraction: float = Field(0.1, ge=0, lt=1, description="Held-out share of train when eval is absent.")
+    text_field: str = Field("text", description="Classification input, or plain-text causal-LM text.")
+    label_field: str = Field("label", description="Classification label (ints or strings).")
+    prompt_field: str = Field("prompt", description="Causal-LM SFT input.")
+    response_field: str = Field("response", description="Causal-LM SFT target; loss only on its tokens.")
+    max_length: int = Field(256, gt=0, description="Longer examples are truncated.")
+    max_train_samples: int | None = Field(None, gt=0, description="Seeded random sample of N training rows.")
+
+
+class LoraSection(Section):
+    r: int = Field(8, gt=0, description="LoRA rank.")
+    alpha: float = Field(16, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | list[str] = Field("all-linear", description="'all-linear' or module names.")
+
+
+class TrainSection(Section):
+    """Short forms of TrainingArguments: epochs = num_train_epochs, batch_size = per-device train
+    batch size, eval_batch_size = per-device eval batch size. Other keys keep TrainingArguments' names."""
+
+    output_dir: str = "runs/demo"
+    epochs: float = Field(1, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="Overrides epochs when set.")
+    batch_size: int = Field(8, gt=0)
+    eval_batch_size: int | None = Field(None, gt=0, description="Defaults to batch_size.")
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    learning_rate: float = Field(2.0e-4, gt=0)
+    lr_scheduler_type: str = "linear"
+    warmup_steps: float = Field(0, ge=0, description="Steps, or a fraction of all steps when < 1.")
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    seed: int = 42
+    save_steps: int | None = Field(None, gt=0, description="null → save at the end of each epoch.")
+    save_total_limit: int | None = Field(2, gt=0, description="Checkpoints kept on disk.")
+    logging_steps: int = Field(10, gt=0)
+    gradient_checkpointing: bool = False
+    report_to: list[str] = Field(default_factory=lambda: ["none"], description="Trainer integrations.")
+
+
+class EvalSection(Section):
+    metrics: list[str] | None = Field(None, description="Defaults per task: classification accuracy+f1, "
+                                                         "causal-lm perplexity+loss.")
+    batch_size: int = Field(16, gt=0)
+
+
+class GenerateSection(Section):
+    max_new_tokens: int = Field(64, gt=0)
+    temperature: float = Field(0.0, ge=0, description="0 → greedy.")
+    top_p: float = Field(1.0, gt=0, le=1)
+    system_prompt: str | None = Field(None, description="Chat models: a system message before the prompt.")
+
+
+class Recipe(Section):
+    task: Task
+    model: ModelSection
+    data: DataSection
+    lora: LoraSection | None = Field(None, description="Present → LoRA (peft); absent → full fine-tune.")
+    train: TrainSection = Field(default_factory=TrainSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+    generate: GenerateSection = Field(default_factory=GenerateSection)
+
+    @model_validator(mode="after")
+    def _default_metrics(self) -> "Recipe":
+        if self.eval.metrics is None:
+            self.eval.metrics = list(DEFAULT_METRICS[self.task])
+        return self
+
+
+def _metric_problems(raw: dict) -> list[str]:
+    """Metric names depend on the task, so they are checked beside the schema (and always run,
+    even when other fields fail, so that every problem is reported at once)."""
+    task, section = raw.get("task"), raw.get("eval")
+    names = section.get("metrics") if isinstance(section, dict) else None
+    if task not in TASK_METRICS or not isinstance(names, list):
+        return []
+    allowed = TASK_METRICS[task]
+    return [f"eval.metrics: '{n}' is not a {task} metric{_suggest(str(n), allowed)} "
+            f"(choose from {', '.join(allowed)})" for n in names if n not in allowed]
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" — did you mean {close[0]}?" if close else ""
+
+
+_UNION_TAGS = {"str", "list[str]", "int", "float", "bool", "LoraSection"}
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    # pydantic puts a union member's type in the path (target_modules.list[str].0): drop it.
+    return tuple(p for p in loc if p not in _UNION_TAGS)
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The schema class that owns the key at `loc` (None if the path leaves the schema)."""
+    model: type[BaseModel] = Recipe
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = getattr(annotation, "__args__", (annotation,))
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def _format_problem(error: dict) -> str:
+    loc = error["loc"]
+    path = ".".join(str(p) for p in loc) or "(recipe)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        owner = _model_at(loc)
+        hint = _suggest(str(loc[-1]), owner.model_fields) if owner else ""
+        return f"{path}: unknown key{hint}"
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    got = error.get("input")
+    shown = f" (got {got!r})" if got is not None and not isinstance(got, dict | list) else ""
+    return f"{path}: {error['msg'][0].lower()}{error['msg'][1:]}{shown}"
+
+
+def parse_recipe(raw: Any, source: str = "recipe") -> Recipe:
+    """Validate a recipe mapping; raise RecipeError listing every problem."""
+    if not isinstance(raw, dict):
+        kind = "empty" if raw is None else f"a {type(raw).__name__}"
+        raise RecipeError(source, [f"(recipe): the top level must be a mapping of keys, but it is {kind}"])
+    problems = _metric_problems(raw)
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        errors = [{**e, "loc": _clean_loc(e["loc"])} for e in exc.errors()]
+        # A union reports each member's failure; keep only the most specific path of each.
+        locs = [e["loc"] for e in errors]
+        specific = [e for e in errors if not any(len(o) > len(e["loc"]) and o[:len(e["loc"])] == e["loc"]
+                                                 for o in locs)]
+        problems = [_format_problem(e) for e in specific] + problems
+    if problems:
+        raise RecipeError(source, problems)
+    return recipe
+
+
+def read_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"recipe file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise UserError(f"{path}: YAML syntax error at {where}{problem}") from None
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `--set a.b.c=VALUE` overrides; VALUE is parsed as YAML and type-checked with the rest."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.learning_rate=1e-4")
+        parts = key.strip().split(".")
+        node = raw
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise UserError(f"--set {key}: '{part}' is not a section")
+            node = child
+        try:
+            node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            node[parts[-1]] = value
+    return raw
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith((".", "/", "~")) or Path(value).suffix != "" or os.path.exists(value)
+
+
+def _absolute(value: str | None, base: Path, always: bool = False) -> str | None:
+    """Make a local path absolute (so a saved recipe works from any directory); leave hub ids alone."""
+    if value is None or not (always or _looks_like_path(value) or (base / value).exists()):
+        return value
+    return str((base / Path(value).expanduser()).resolve())
+
+
+def resolve_paths(recipe: Recipe, base: Path | None = None) -> Recipe:
+    base = base or Path.cwd()
+    recipe.model.name_or_path = _absolute(recipe.model.name_or_path, base)
+    recipe.data.train = _absolute(recipe.data.train, base)
+    recipe.data.eval = _absolute(recipe.data.eval, base)
+    recipe.train.output_dir = _absolute(recipe.train.output_dir, base, always=True)
+    return recipe
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override, validate and resolve a recipe file. Relative paths resolve against the cwd."""
+    raw = read_yaml(path)
+    if overrides:
+        if not isinstance(raw, dict):
+            parse_recipe(raw, str(path))  # raises the top-level-shape error
+        raw = apply_overrides(raw, overrides)
+    return resolve_paths(parse_recipe(raw, str(path)))
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    Path(path).write_text(dump_recipe(recipe), encoding="utf-8")

@@ -1,0 +1,86 @@
+"""The run directory: its layout, and finding a run from what the user typed (or didn't)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ftcli.errors import UserError
+
+MODEL_DIR = "model"  # final model + tokenizer (LoRA merged in)
+ADAPTER_DIR = "adapter"  # the LoRA adapter alone
+RECIPE_FILE = "recipe.yaml"  # the resolved recipe the run used
+TRAIN_RESULTS = "train_results.json"
+EVAL_RESULTS = "eval_results.json"
+# Where to look for runs when none is named: output_dir is usually runs/NAME, sometimes deeper.
+_SEARCH_DEPTH = 3
+_SKIP = {".venv", ".git", "node_modules", "__pycache__", "models"}
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (run_dir / TRAIN_RESULTS).is_file() and (run_dir / MODEL_DIR).is_dir()
+
+
+def find_latest_run(base: Path | None = None) -> Path:
+    """The most recently finished run below `base` (the current directory by default)."""
+    base = base or Path.cwd()
+    found: list[Path] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        if is_finished(folder):
+            found.append(folder)
+        if depth == 0:
+            return
+        for child in folder.iterdir():
+            if child.is_dir() and child.name not in _SKIP and not child.name.startswith("."):
+                walk(child, depth - 1)
+
+    walk(base, _SEARCH_DEPTH)
+    if not found:
+        raise UserError(f"no finished run found under {base}",
+                        hint="run `ftcli finetune RECIPE` first, or name a run directory or recipe")
+    return max(found, key=lambda p: (p / TRAIN_RESULTS).stat().st_mtime)
+
+
+def resolve_run(target: str | Path | None = None) -> Path:
+    """A run directory from a run dir, a recipe file (its output_dir), or nothing (the latest run)."""
+    if target is None:
+        return find_latest_run()
+    path = Path(target).expanduser()
+    if path.is_file():
+        from ftcli.recipe import load_recipe
+
+        path = Path(load_recipe(path).train.output_dir)
+    if not path.exists():
+        raise UserError(f"run not found: {target}")
+    if not is_finished(path):
+        raise UserError(f"{path} is not a finished run (no {MODEL_DIR}/ and {TRAIN_RESULTS})",
+                        hint="finish training first with `ftcli finetune RECIPE`")
+    return path.resolve()
+
+
+def load_run_recipe(run_dir: Path):
+    from ftcli.recipe import load_recipe
+
+    return load_recipe(run_dir / RECIPE_FILE)
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove what a previous run wrote (for --overwrite), leaving any unrelated files alone."""
+    for child in run_dir.iterdir() if run_dir.is_dir() else []:
+        ours = child.name in {MODEL_DIR, ADAPTER_DIR, RECIPE_FILE, TRAIN_RESULTS, EVAL_RESULTS, "runs"} \
+            or child.name.startswith(("checkpoint-", f".{MODEL_DIR}", f".{ADAPTER_DIR}"))
+        if ours:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def read_train_results(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / TRAIN_RESULTS
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
