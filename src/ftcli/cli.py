@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -153,6 +154,12 @@ def import_gguf(
 
 
 def main() -> None:
+    if not _debug():
+        # Our own messages say what happened; library notices (load reports, deprecations) are
+        # noise to a CLI user. FTCLI_DEBUG=1 shows everything.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
     app(prog_name="ftcli")
 
 

@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny models (built once per session) and small data files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tiny_models import build_bert, build_llama
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Tests never reach the network: a hub lookup fails at once instead of waiting for a timeout.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A 2-layer Llama with a chat template (ChatML) and a ~400-token BPE vocabulary."""
+    return build_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_plain(tmp_path_factory) -> Path:
+    """The same without a chat template: a base model that continues plain text."""
+    return build_llama(tmp_path_factory.mktemp("models") / "tiny-llama-plain", chat=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return build_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
+
+
+def repo_rows(name: str, n: int | None = None) -> list[dict]:
+    lines = (REPO / "data" / name / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines[:n]]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def shared_data(relative: str) -> Path:
+    """A file from ../shared/data, or skip: a user's clone has no ../shared."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"public data not found at {path} (only present on the project's own machines)")
+    return path

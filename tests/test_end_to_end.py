@@ -1,0 +1,157 @@
+"""finetune -> eval -> generate through the CLI, on tiny models built in fixtures, for every task."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import repo_rows, write_jsonl
+from ftcli.cli import app
+
+runner = CliRunner()
+
+
+def run_cli(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def write_recipe(path: Path, recipe: dict) -> Path:
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return path
+
+
+def sft_recipe(model: Path, data: Path, **train) -> dict:
+    return {
+        "task": "causal-lm",
+        "model": {"name_or_path": str(model)},
+        "data": {"train": str(data), "eval_fraction": 0.2, "max_length": 96},
+        "train": {"output_dir": "runs/sft", "max_steps": 40, "batch_size": 8, "learning_rate": 5e-3,
+                  "logging_steps": 10, **train},
+        "generate": {"max_new_tokens": 12},
+    }
+
+
+def eval_json(*args: str) -> dict:
+    result = run_cli("eval", "--json", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)  # stdout holds only the JSON object
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_sft_full_finetune_learns_and_writes_the_run_contract(workdir, tiny_llama):
+    data = write_jsonl(workdir / "data" / "train.jsonl", repo_rows("pirate", 80))
+    recipe = write_recipe(workdir / "sft.yaml", sft_recipe(tiny_llama, data))
+
+    result = run_cli("finetune", str(recipe))
+    assert result.exit_code == 0, result.output
+
+    run = workdir / "runs" / "sft"
+    results = json.loads((run / "train_results.json").read_text())
+    assert results["train_samples"] == 64  # 80 rows less the 20% held out for eval
+    assert results["global_step"] == 40 and results["mode"] == "sft"
+    for key in ("train_loss", "train_runtime", "epoch"):
+        assert key in results
+    assert any(p.name.startswith("checkpoint-") for p in run.iterdir())
+    saved = yaml.safe_load((run / "recipe.yaml").read_text())
+    assert saved["data"]["train"] == str(data) and saved["train"]["output_dir"] == str(run)
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    AutoModelForCausalLM.from_pretrained(run / "model")
+    assert AutoTokenizer.from_pretrained(run / "model").chat_template  # tokenizer saved with the model
+
+    # With no target, eval takes the latest run in the current directory; the tuned model must beat
+    # the random base on held-out rows of the same distribution.
+    report = eval_json()
+    assert report["run"] == str(run)
+    assert set(report["tuned"]) == {"perplexity", "loss"}
+    assert report["tuned"]["loss"] < report["base"]["loss"] - 1.0
+    assert json.loads((run / "eval_results.json").read_text())["tuned"] == report["tuned"]
+
+    first = run_cli("generate", "What is the capital of Peru?")
+    second = run_cli("generate", "What is the capital of Peru?", "--run", str(run))
+    assert first.exit_code == 0, first.output
+    assert first.stdout.strip() and first.stdout == second.stdout  # greedy is deterministic
+    assert "[ftcli]" not in first.stdout  # logs stay on stderr
+
+    # A finished run is never overwritten silently.
+    again = run_cli("finetune", str(recipe))
+    assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_lora_saves_adapter_and_merged_model_with_the_same_outputs(workdir, tiny_llama):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    data = write_jsonl(workdir / "train.jsonl", repo_rows("pirate", 40))
+    recipe = sft_recipe(tiny_llama, data, max_steps=6, learning_rate=5e-2)
+    recipe["lora"] = {"r": 4, "alpha": 8, "dropout": 0.0}
+    result = run_cli("finetune", str(write_recipe(workdir / "lora.yaml", recipe)))
+    assert result.exit_code == 0, result.output
+
+    run = workdir / "runs" / "sft"
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    with torch.no_grad():
+        base_logits = base(ids).logits
+        adapted = PeftModel.from_pretrained(base, run / "adapter")(ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(run / "model")(ids).logits
+    assert not torch.allclose(adapted, base_logits, atol=1e-5)  # training changed something
+    torch.testing.assert_close(merged, adapted, atol=1e-4, rtol=1e-4)  # merge kept it exactly
+
+
+def test_plain_text_language_modelling(workdir, tiny_llama_plain):
+    texts = [{"text": f"{r['prompt']} {r['response']}"} for r in repo_rows("pirate", 60)]
+    data = write_jsonl(workdir / "corpus.jsonl", texts)
+    recipe = write_recipe(workdir / "lm.yaml", sft_recipe(tiny_llama_plain, data))
+
+    check = run_cli("validate", str(recipe))
+    assert check.exit_code == 0 and "plain-text" in check.stdout
+
+    assert run_cli("finetune", str(recipe)).exit_code == 0
+    assert json.loads((workdir / "runs/sft/train_results.json").read_text())["mode"] == "text"
+    report = eval_json("runs/sft")
+    assert report["tuned"]["perplexity"] < report["base"]["perplexity"] / 2
+
+    result = run_cli("generate", "Arr, matey!", "--max-new-tokens", "5")
+    assert result.exit_code == 0 and result.stdout.strip()
+
+
+def test_sequence_classification_with_string_labels(workdir, tiny_bert):
+    data = write_jsonl(workdir / "reviews.jsonl", repo_rows("reviews", 240))
+    recipe = write_recipe(workdir / "cls.yaml", {
+        "task": "sequence-classification",
+        "model": {"name_or_path": str(tiny_bert)},
+        "data": {"train": str(data), "eval_fraction": 0.25, "max_length": 48},
+        "train": {"output_dir": "runs/cls", "epochs": 4, "batch_size": 16, "learning_rate": 3e-3},
+    })
+    result = run_cli("finetune", str(recipe))
+    assert result.exit_code == 0, result.output
+
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    run = workdir / "runs" / "cls"
+    config = AutoConfig.from_pretrained(run / "model")
+    assert config.id2label == {0: "negative", 1: "positive"}  # the data's own label values
+    AutoModelForSequenceClassification.from_pretrained(run / "model")
+
+    report = eval_json(str(recipe))  # a recipe file names its run through output_dir
+    assert set(report["tuned"]) == {"accuracy", "f1"}
+    assert report["tuned"]["accuracy"] >= 0.8 and report["tuned"]["accuracy"] > report["base"]["accuracy"]
+
+    no_base = eval_json(str(run), "--no-base")
+    assert "base" not in no_base and no_base["tuned"] == report["tuned"]
+
+    generated = run_cli("generate", "hello", "--run", str(run))
+    assert generated.exit_code == 2 and "causal-lm" in generated.output
