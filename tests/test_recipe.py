@@ -201,14 +201,14 @@ def test_unsupported_task():
     assert msg.startswith("task:") and "causal-lm" in msg and "sequence-classification" in msg
 
 
-@pytest.mark.parametrize("value, kind", [([1, 2], "list"), (3, "int"), ("hello", "str"), (None, "empty")])
+@pytest.mark.parametrize("value, kind", [([1, 2], "a list"), (3, "a number"), ("hello", "a string"), (None, "empty")])
 def test_top_level_must_be_a_mapping(value, kind):
     (msg,) = problems(value)
     assert msg.startswith("(recipe): the top level must be a mapping")
     assert msg.endswith(kind)
 
 
-@pytest.mark.parametrize("text, kind", [("- a\n- b\n", "list"), ("42\n", "int"), ("", "empty"),
+@pytest.mark.parametrize("text, kind", [("- a\n- b\n", "a list"), ("42\n", "a number"), ("", "empty"),
                                         ("# only a comment\n", "empty")])
 def test_top_level_shape_from_file(tmp_path, text, kind):
     path = write(tmp_path / "r.yaml", text)
@@ -310,6 +310,7 @@ def test_set_into_a_scalar_is_an_error():
 
 
 def test_relative_paths_resolve_against_cwd(tmp_path, monkeypatch):
+    tmp_path = tmp_path.resolve()
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models" / "mine").mkdir(parents=True)
     path = write(tmp_path / "r.yaml", yaml.safe_dump(raw(
@@ -326,6 +327,7 @@ def test_relative_paths_resolve_against_cwd(tmp_path, monkeypatch):
 
 
 def test_default_output_dir_resolves_against_cwd(tmp_path, monkeypatch):
+    tmp_path = tmp_path.resolve()
     monkeypatch.chdir(tmp_path)
     r = load_recipe(write(tmp_path / "r.yaml", yaml.safe_dump(raw())))
     assert r.train.output_dir == str(tmp_path / "runs" / "demo")
@@ -390,3 +392,36 @@ def test_repo_has_recipes():
 def test_repo_recipe_validates(path):
     recipe = parse_recipe(read_yaml(path), str(path))
     assert isinstance(recipe, Recipe)
+
+
+# ---------------------------------------------------------------- stricter than YAML and pydantic
+
+
+@pytest.mark.parametrize("key, section", [("batch_size", "train"), ("learning_rate", "train"),
+                                          ("max_length", "data"), ("r", "lora")])
+def test_a_boolean_is_not_a_number(key, section):
+    recipe = raw()
+    recipe.setdefault(section, {})[key] = True
+    (msg,) = problems(recipe)
+    assert msg.startswith(f"{section}.{key}:") and "boolean" in msg
+
+
+def test_a_key_given_twice_is_an_error(tmp_path):
+    path = write(tmp_path / "r.yaml", "task: causal-lm\nmodel: {}\ndata: {train: a.jsonl}\n"
+                                      "train: {epochs: 2}\ntrain: {batch_size: 4}\n")
+    with pytest.raises(UserError, match=r"duplicate key 'train' \(first at line 4\)"):
+        load_recipe(path)
+
+
+def test_set_keeps_a_string_with_a_colon(tmp_path):
+    path = write(tmp_path / "r.yaml", "task: causal-lm\nmodel: {}\ndata: {train: a.jsonl}\n")
+    recipe = load_recipe(path, ["generate.system_prompt=Note: be brief", "lora.target_modules=[q_proj, v_proj]"])
+    assert recipe.generate.system_prompt == "Note: be brief"
+    assert recipe.lora.target_modules == ["q_proj", "v_proj"]
+
+
+def test_a_key_that_starts_a_valid_key_is_suggested():
+    recipe = raw()
+    recipe["model"] = {"name": "x"}
+    (msg,) = problems(recipe)
+    assert msg == "model.name: unknown key — did you mean name_or_path?"

@@ -17,7 +17,11 @@ PEFT_TASK_TYPES = {"causal-lm": "CAUSAL_LM", "sequence-classification": "SEQ_CLS
 
 
 def is_local(name_or_path: str) -> bool:
-    return Path(name_or_path).expanduser().exists() or name_or_path.startswith((".", "/", "~"))
+    """A local path rather than a hub id: it exists, is written as a path, or its first folder
+    exists here (`models/tiny-lama` with a `models/` folder is a typo, not a hub repo)."""
+    path = Path(name_or_path).expanduser()
+    return (path.exists() or name_or_path.startswith((".", "/", "~"))
+            or (len(path.parts) > 1 and Path(path.parts[0]).is_dir()))
 
 
 def check_model_source(name_or_path: str, gguf_file: str | None = None) -> str:

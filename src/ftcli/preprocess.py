@@ -89,12 +89,20 @@ def tokenize_text(rows: list[dict], tokenizer, recipe: Recipe) -> Tokenized:
     return Tokenized(out, truncated)
 
 
+def _as_number(label: str) -> float | None:
+    try:
+        return float(label)
+    except ValueError:
+        return None
+
+
 def label_mapping(train_rows: list[dict], field: str) -> dict[str, int]:
     """label2id over the data's own label values (as strings), in a stable order: numeric labels
-    numerically (so 0/1 stay 0/1), others alphabetically."""
+    numerically (so 0/1 stay 0/1 and 10 comes after 2), others alphabetically."""
     values = {str(r[field]) for r in train_rows}
-    if all(v.lstrip("-").isdigit() for v in values):
-        ordered = sorted(values, key=int)
+    numbers = {v: _as_number(v) for v in values}
+    if all(n is not None for n in numbers.values()):
+        ordered = sorted(values, key=lambda v: (numbers[v], v))
     else:
         ordered = sorted(values)
     return {label: i for i, label in enumerate(ordered)}

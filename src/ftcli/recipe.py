@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ftcli.errors import RecipeError, UserError
 
@@ -34,6 +34,15 @@ DEFAULT_METRICS = {
 class Section(BaseModel):
     # extra="forbid": unknown keys are errors; allow_inf_nan=False: `.nan`/`.inf` never reach training.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value, info):
+        # pydantic would read `batch_size: true` as 1; in a recipe that is always a mistake.
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, bool) and bool not in getattr(annotation, "__args__", (annotation,)):
+            raise ValueError(f"expected {_type_name(annotation)}, not a boolean")
+        return value
 
 
 class ModelSection(Section):
@@ -124,8 +133,15 @@ def _metric_problems(raw: dict) -> list[str]:
             f"(choose from {', '.join(allowed)})" for n in names if n not in allowed]
 
 
+def _type_name(annotation) -> str:
+    members = getattr(annotation, "__args__", (annotation,))
+    return " or ".join(getattr(m, "__name__", str(m)) for m in members if m is not type(None))
+
+
 def _suggest(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    choices = list(choices)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    close = close or [c for c in choices if len(word) >= 3 and c.startswith(word)][:1]
     return f" — did you mean {close[0]}?" if close else ""
 
 
@@ -163,6 +179,8 @@ def _format_problem(error: dict) -> str:
         return f"{path}: unknown key{hint}"
     if kind == "missing":
         return f"{path}: required key is missing"
+    if kind == "value_error":
+        return f"{path}: {error['ctx']['error']}"
     got = error.get("input")
     shown = f" (got {got!r})" if got is not None and not isinstance(got, dict | list) else ""
     return f"{path}: {error['msg'][0].lower()}{error['msg'][1:]}{shown}"
@@ -171,7 +189,9 @@ def _format_problem(error: dict) -> str:
 def parse_recipe(raw: Any, source: str = "recipe") -> Recipe:
     """Validate a recipe mapping; raise RecipeError listing every problem."""
     if not isinstance(raw, dict):
-        kind = "empty" if raw is None else f"a {type(raw).__name__}"
+        name = {"list": "a list", "str": "a string", "int": "a number", "float": "a number",
+                "bool": "a boolean"}.get(type(raw).__name__, type(raw).__name__)
+        kind = "empty" if raw is None else name
         raise RecipeError(source, [f"(recipe): the top level must be a mapping of keys, but it is {kind}"])
     problems = _metric_problems(raw)
     try:
@@ -188,6 +208,24 @@ def parse_recipe(raw: Any, source: str = "recipe") -> Recipe:
     return recipe
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice is an error (PyYAML keeps the last one,
+    so a recipe with two `train:` sections would silently lose the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (first at line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
+
+
 def read_yaml(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
@@ -197,12 +235,26 @@ def read_yaml(path: str | Path) -> Any:
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise UserError(f"{path}: YAML syntax error at {where}{problem}") from None
+
+
+def _parse_value(text: str) -> Any:
+    """A --set value as YAML (numbers, booleans, null, [lists], {maps}); anything else is a string,
+    so `--set generate.system_prompt=Note: be brief` keeps its colon."""
+    if not text.strip():
+        return None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, (dict, list)) and not text.lstrip().startswith(("{", "[")):
+        return text
+    return value
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -220,10 +272,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             if not isinstance(child, dict):
                 raise UserError(f"--set {key}: '{part}' is not a section")
             node = child
-        try:
-            node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
-            node[parts[-1]] = value
+        node[parts[-1]] = _parse_value(value)
     return raw
 
 

@@ -1,0 +1,58 @@
+"""Model sources and atomic saves (no weights loaded)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ftcli.errors import ModelError
+from ftcli.modeling import check_model_source, save_atomically
+
+
+def test_a_typo_under_an_existing_folder_is_a_missing_local_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    with pytest.raises(ModelError, match="model not found: models/tiny-lama") as info:
+        check_model_source("models/tiny-lama")
+    assert "make models" in info.value.hint
+
+
+def test_a_directory_without_config_is_not_a_model(tmp_path):
+    with pytest.raises(ModelError, match="no config.json"):
+        check_model_source(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    assert "local directory" in check_model_source(str(tmp_path))
+
+
+def test_a_missing_gguf_file_is_named(tmp_path):
+    with pytest.raises(ModelError, match="GGUF file not found: .*model.gguf"):
+        check_model_source(str(tmp_path), "model.gguf")
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    assert "GGUF" in check_model_source(str(tmp_path), "model.gguf")
+
+
+def test_an_unreachable_hub_id_says_to_use_a_local_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match="could not be loaded from the Hugging Face Hub") as info:
+        check_model_source("some-org/some-model-that-is-not-cached")
+    assert "local path" in info.value.hint
+
+
+def test_save_atomically_replaces_only_on_success(tmp_path):
+    final = tmp_path / "model"
+
+    def good(path):
+        path.mkdir()
+        (path / "weights").write_text("v1")
+
+    save_atomically(good, final)
+    assert (final / "weights").read_text() == "v1"
+
+    def dies_halfway(path):
+        path.mkdir()
+        (path / "weights").write_text("partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        save_atomically(dies_halfway, final)
+    assert (final / "weights").read_text() == "v1"  # the complete model survives a failed save
