@@ -13,7 +13,7 @@ ftcli finetune recipes/demo-smollm2-lora.yaml --overwrite
 step "2/3  ftcli eval   (held-out rows, base vs tuned)"
 ftcli eval
 step "3/3  ftcli generate   (questions not in the training data)"
-for prompt in "Why is the sky blue?" "Give me one tip for learning to code." "What is 12 plus 30?"; do
+for prompt in "Why is the sky blue?" "Give me one tip for learning to code." "What should I pack for a day at the beach?"; do
   printf '\nprompt: %s\n' "$prompt"
   printf '  base : %s\n' "$(ftcli generate "$prompt" --base 2>/dev/null)"
   printf '  tuned: %s\n' "$(ftcli generate "$prompt" 2>/dev/null)"

@@ -31,6 +31,20 @@ SetOption = Annotated[Optional[list[str]], typer.Option(
     show_default=False)]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from ftcli import __version__
+
+        typer.echo(f"ftcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Show the version and exit.")] = False) -> None:
+    """Fine-tune Hugging Face models from one YAML recipe: finetune → eval → generate."""
+
+
 def _debug() -> bool:
     return os.environ.get("FTCLI_DEBUG", "") not in ("", "0")
 
@@ -77,8 +91,13 @@ def finetune(
     """Fine-tune a model as RECIPE says; writes the run directory (train.output_dir)."""
     import ftcli
 
-    run_dir = ftcli.finetune(ftcli.load_recipe(recipe, set_), overwrite=overwrite)
+    loaded = ftcli.load_recipe(recipe, set_)
+    run_dir = ftcli.finetune(loaded, overwrite=overwrite)
     typer.echo(f"run finished: {run_dir}")
+    hints = [f"ftcli eval {run_dir}"]
+    if loaded.task == "causal-lm":
+        hints.append(f'ftcli generate "..." --run {run_dir}')
+    typer.echo("next:\n" + "\n".join(f"  {h}" for h in hints), err=True)
 
 
 @app.command("eval")

@@ -50,3 +50,9 @@ class TrainingFailed(FtcliError):
     """Training ran but failed (e.g. non-finite loss) (exit 3)."""
 
     exit_code = 3
+
+
+class Interrupted(FtcliError):
+    """Stopped by Ctrl-C or SIGTERM after saving a resumable checkpoint (exit 130)."""
+
+    exit_code = 130

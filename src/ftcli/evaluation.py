@@ -63,8 +63,7 @@ def _file_hash(path: str | None) -> str | None:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def score_model(recipe: Recipe, mode: str, model_path: str, gguf_file: str | None, tokenizer, rows,
-                label2id: dict | None) -> dict:
+def score_model(recipe: Recipe, mode: str, source, tokenizer, rows, label2id: dict | None) -> dict:
     """Metrics for one model on the eval rows, tokenized exactly as in training."""
     from transformers import set_seed
 
@@ -75,7 +74,7 @@ def score_model(recipe: Recipe, mode: str, model_path: str, gguf_file: str | Non
     if not examples:
         raise UserError("no eval examples left after tokenization (responses cut away by max_length)")
     set_seed(recipe.train.seed)  # a base classifier's fresh head is the same one training started from
-    model = load_model(recipe.task, model_path, gguf_file, label2id, tokenizer.pad_token_id).eval()
+    model = load_model(recipe.task, source, label2id, tokenizer.pad_token_id).eval()
     collate = PadCollator(tokenizer.pad_token_id)
     size = recipe.eval.batch_size
     if mode == "classification":
@@ -86,7 +85,7 @@ def score_model(recipe: Recipe, mode: str, model_path: str, gguf_file: str | Non
 def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int | None = None) -> dict:
     """Evaluate a run's tuned model (and its base model) on the run's eval data; save and return
     `{"run", "tuned", "base", ...}`."""
-    from ftcli.modeling import load_tokenizer
+    from ftcli.modeling import load_tokenizer, local_model
 
     run_dir = runs.resolve_run(target)
     recipe = runs.load_run_recipe(run_dir)
@@ -95,20 +94,19 @@ def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int
     if not rows:
         raise UserError(f"{run_dir}: the recipe has no eval data",
                         hint="set data.eval, or data.eval_fraction above 0, and train again")
-    tuned_dir = str(run_dir / runs.MODEL_DIR)
-    tokenizer = load_tokenizer(tuned_dir)
+    tuned = local_model(run_dir / runs.MODEL_DIR)
+    tokenizer = load_tokenizer(tuned)
     label2id = None
     if splits.mode == "classification":
         from transformers import AutoConfig
 
-        label2id = {str(k): int(v) for k, v in AutoConfig.from_pretrained(tuned_dir).label2id.items()}
+        label2id = {str(k): int(v) for k, v in AutoConfig.from_pretrained(tuned.name_or_path).label2id.items()}
 
     log(f"evaluating {run_dir.name} on {len(rows)} eval examples")
     results: dict = {"run": str(run_dir)}
-    results["tuned"] = score_model(recipe, splits.mode, tuned_dir, None, tokenizer, rows, label2id)
+    results["tuned"] = score_model(recipe, splits.mode, tuned, tokenizer, rows, label2id)
     if base:
-        m = recipe.model
-        results["base"] = score_model(recipe, splits.mode, m.name_or_path, m.gguf_file, tokenizer, rows, label2id)
+        results["base"] = score_model(recipe, splits.mode, recipe.model, tokenizer, rows, label2id)
     results.update(task=recipe.task, mode=splits.mode, examples=len(rows),
                    eval_data=recipe.data.eval or f"{recipe.data.train} (held-out {recipe.data.eval_fraction:g})",
                    eval_data_sha256=_file_hash(recipe.data.eval or recipe.data.train),

@@ -16,7 +16,7 @@ def generate(prompt: str, target: str | Path | None = None, base: bool = False,
     import torch
     from transformers import set_seed
 
-    from ftcli.modeling import load_model, load_tokenizer
+    from ftcli.modeling import load_model, load_tokenizer, local_model
     from ftcli.preprocess import format_prompt, prompt_token_ids
 
     run_dir = runs.resolve_run(target)
@@ -27,10 +27,9 @@ def generate(prompt: str, target: str | Path | None = None, base: bool = False,
     g: GenerateSection = recipe.generate.model_copy(update={k: v for k, v in {
         "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}.items() if v is not None})
 
-    tuned_dir = str(run_dir / runs.MODEL_DIR)
-    tokenizer = load_tokenizer(tuned_dir)
-    source, gguf = (recipe.model.name_or_path, recipe.model.gguf_file) if base else (tuned_dir, None)
-    model = load_model("causal-lm", source, gguf).eval()
+    tuned = local_model(run_dir / runs.MODEL_DIR)
+    tokenizer = load_tokenizer(tuned)
+    model = load_model("causal-lm", recipe.model if base else tuned).eval()
 
     mode = (runs.read_train_results(run_dir) or {}).get("mode", "sft")
     # Plain-text runs learned continuation; SFT runs learned to answer a formatted prompt.

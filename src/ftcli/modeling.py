@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ftcli.errors import ModelError
+
+if TYPE_CHECKING:
+    from ftcli.recipe import ModelSection
 
 TASK_MODEL_CLASSES = {"causal-lm": "AutoModelForCausalLM",
                       "sequence-classification": "AutoModelForSequenceClassification"}
@@ -74,37 +78,68 @@ def _load(loader, name_or_path: str, **kwargs):
         raise ModelError(f"cannot load model from {name_or_path}: {str(exc).splitlines()[0]}") from None
 
 
-def load_tokenizer(name_or_path: str, gguf_file: str | None = None):
+def _source_kwargs(source) -> dict:
+    """from_pretrained options that follow from a recipe's `model:` section."""
+    kwargs: dict = {"trust_remote_code": source.trust_remote_code}
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    elif not source.allow_pickle_weights:
+        kwargs["use_safetensors"] = True
+    return kwargs
+
+
+def _refuse_pickle(source) -> None:
+    folder = Path(source.name_or_path).expanduser()
+    if source.gguf_file or source.allow_pickle_weights or not folder.is_dir():
+        return
+    if not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")):
+        raise ModelError(f"{folder} has only pickle (.bin) weights, which can run code when loaded",
+                         hint="convert them to safetensors, or set model.allow_pickle_weights: true "
+                              "if you trust their source")
+
+
+def load_tokenizer(source, log=None):
+    """The tokenizer of a recipe's model (a ModelSection), with a pad token guaranteed."""
     from transformers import AutoTokenizer
 
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    tokenizer = _load(AutoTokenizer.from_pretrained, name_or_path, **kwargs)
+    kwargs = {k: v for k, v in _source_kwargs(source).items() if k != "use_safetensors"}
+    tokenizer = _load(AutoTokenizer.from_pretrained, source.name_or_path, **kwargs)
     if tokenizer.pad_token_id is None:
         # Padding is masked out of attention and loss, so any existing token will do; EOS is the
         # usual choice and avoids resizing the embeddings.
         if tokenizer.eos_token is None:
-            raise ModelError(f"the tokenizer of {name_or_path} has neither a pad nor an EOS token")
+            raise ModelError(f"the tokenizer of {source.name_or_path} has neither a pad nor an EOS token")
         tokenizer.pad_token = tokenizer.eos_token
+        if log:
+            log(f"the tokenizer has no pad token; padding with its EOS token {tokenizer.eos_token!r}")
     return tokenizer
 
 
-def load_model(task: str, name_or_path: str, gguf_file: str | None = None, label2id: dict | None = None,
-               pad_token_id: int | None = None):
+def load_model(task: str, source, label2id: dict | None = None, pad_token_id: int | None = None):
+    """The model of a recipe's `model:` section (a ModelSection) with the task's head."""
     import transformers
 
     cls = getattr(transformers, TASK_MODEL_CLASSES[task])
-    kwargs: dict = {"gguf_file": gguf_file} if gguf_file else {}
+    _refuse_pickle(source)
+    kwargs = _source_kwargs(source)
     if task == "sequence-classification" and label2id is not None:
         kwargs.update(num_labels=len(label2id), label2id=label2id,
                       id2label={i: label for label, i in label2id.items()})
         # A base model's head may have another label count (or none): start it fresh.
         kwargs["ignore_mismatched_sizes"] = True
-    model = _load(cls.from_pretrained, name_or_path, **kwargs)
-    if gguf_file:
+    model = _load(cls.from_pretrained, source.name_or_path, **kwargs)
+    if source.gguf_file:
         model = _plain_copy(model)
     if pad_token_id is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id  # classification pools the last non-pad token
     return model
+
+
+def local_model(path) -> "ModelSection":
+    """A ModelSection for a model directory ftcli wrote itself (a run's model/)."""
+    from ftcli.recipe import ModelSection
+
+    return ModelSection(name_or_path=str(path))
 
 
 def _plain_copy(loaded):
@@ -155,14 +190,14 @@ def save_final_model(model, tokenizer, run_dir: Path, is_lora: bool) -> None:
 def import_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     """Convert a GGUF file into a safetensors Hugging Face model directory (loads in well under a
     second afterwards, against ~20-30 s of de-quantizing the GGUF on every load)."""
-    import transformers
+    from ftcli.recipe import ModelSection
 
     gguf_path, out_dir = Path(gguf_path).resolve(), Path(out_dir)
     if not gguf_path.is_file():
         raise ModelError(f"GGUF file not found: {gguf_path}")
-    src, name = str(gguf_path.parent), gguf_path.name
-    tokenizer = _load(transformers.AutoTokenizer.from_pretrained, src, gguf_file=name)
-    model = load_model("causal-lm", src, name)
+    source = ModelSection(name_or_path=str(gguf_path.parent), gguf_file=gguf_path.name)
+    tokenizer = load_tokenizer(source)
+    model = load_model("causal-lm", source)
 
     def save(path: Path) -> None:
         model.save_pretrained(path)

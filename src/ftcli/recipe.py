@@ -48,6 +48,10 @@ class Section(BaseModel):
 class ModelSection(Section):
     name_or_path: str = Field("models/smollm2-135m-instruct", description="Local model directory or hub id.")
     gguf_file: str | None = Field(None, description="A .gguf file inside name_or_path to load from.")
+    trust_remote_code: bool = Field(False, description="Run model code shipped with a hub model. Off: a "
+                                                       "recipe never executes downloaded code unless asked.")
+    allow_pickle_weights: bool = Field(False, description="Allow pickle (.bin) weights, which can run code "
+                                                          "when loaded; safetensors only otherwise.")
 
 
 class DataSection(Section):
@@ -89,6 +93,8 @@ class TrainSection(Section):
     save_total_limit: int | None = Field(2, gt=0, description="Checkpoints kept on disk.")
     logging_steps: int = Field(10, gt=0)
     gradient_checkpointing: bool = False
+    on_nonfinite_loss: Literal["stop", "skip"] = Field("stop", description="On a NaN/inf loss: stop (exit 3, "
+                                                       "keeping the last good checkpoint) or skip the batch.")
     report_to: list[str] = Field(default_factory=lambda: ["none"], description="Trainer integrations.")
 
 

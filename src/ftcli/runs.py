@@ -22,6 +22,27 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / TRAIN_RESULTS).is_file() and (run_dir / MODEL_DIR).is_dir()
 
 
+def looks_like_run(run_dir: Path) -> bool:
+    """Whether ftcli wrote this folder (so clearing or resuming it cannot hurt anything else)."""
+    return (run_dir / RECIPE_FILE).is_file() or (run_dir / MODEL_DIR).is_dir() \
+        or any(p.name.startswith("checkpoint-") for p in run_dir.iterdir())
+
+
+def check_output_dir(run_dir: Path) -> None:
+    """Refuse output folders where writing (or --overwrite) could destroy unrelated files."""
+    resolved = Path(run_dir).expanduser().resolve()
+    special = {Path(resolved.anchor): "the filesystem root", Path.cwd().resolve(): "the current directory",
+               Path.home().resolve(): "your home directory"}
+    if resolved in special:
+        raise UserError(f"train.output_dir is {special[resolved]} ({resolved}); refusing to write a run there",
+                        hint="use a folder of its own, such as runs/NAME")
+    if resolved.exists() and not resolved.is_dir():
+        raise UserError(f"train.output_dir {resolved} is a file, not a folder")
+    if resolved.is_dir() and any(resolved.iterdir()) and not looks_like_run(resolved):
+        raise UserError(f"train.output_dir {resolved} already holds files that are not an ftcli run; "
+                        "refusing to write into it", hint="choose an empty or new folder")
+
+
 def find_latest_run(base: Path | None = None) -> Path:
     """The most recently finished run below `base` (the current directory by default)."""
     base = base or Path.cwd()

@@ -6,12 +6,15 @@ Tasks differ only in how rows become examples (`preprocess`), which model class 
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
-from ftcli import runs
+import yaml
+
+from ftcli import checkpoints, runs
 from ftcli.data import load_splits
-from ftcli.errors import DataError, UserError
+from ftcli.errors import DataError, Interrupted, UserError
 from ftcli.recipe import Recipe, save_recipe
 
 
@@ -52,36 +55,59 @@ def training_arguments(recipe: Recipe, run_dir: Path):
     )
 
 
-def _check_output_dir(run_dir: Path, overwrite: bool) -> str | None:
-    """Refuse to overwrite a finished run; return the checkpoint to resume an unfinished one from."""
+def _resume_point(recipe: Recipe, run_dir: Path, overwrite: bool) -> Path | None:
+    """Refuse what must not happen to `run_dir`; return the checkpoint to resume from, if any."""
+    runs.check_output_dir(run_dir)
     if overwrite:
         runs.clear_run(run_dir)
         return None
     if runs.is_finished(run_dir):
         raise UserError(f"{run_dir} already holds a finished run",
                         hint="pass --overwrite to replace it, or set train.output_dir to a new directory")
-    if run_dir.is_dir():
-        from transformers.trainer_utils import get_last_checkpoint
+    checkpoint = checkpoints.last_complete(run_dir, warn=log)
+    saved = run_dir / runs.RECIPE_FILE
+    if checkpoint is None or not saved.is_file():
+        return None
+    blocking, harmless = checkpoints.recipe_changes(yaml.safe_load(saved.read_text(encoding="utf-8")),
+                                                    recipe.model_dump(mode="json"))
+    if blocking:
+        raise UserError(f"cannot resume {run_dir} from {checkpoint.name}: the recipe changed in a way that "
+                        f"breaks resuming: {', '.join(blocking)}",
+                        hint="restore those keys to resume, or pass --overwrite to start again")
+    if harmless:
+        log(f"recipe changed since the checkpoint (allowed on resume): {', '.join(harmless)}")
+    return checkpoint
 
-        return get_last_checkpoint(str(run_dir))
+
+def _disk_error(exc: OSError) -> UserError | None:
+    """Disk full, permissions, read-only: the user's to fix, reported with the path."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
+        return UserError(f"cannot write {exc.filename or 'the run directory'}: {exc.strerror}")
     return None
 
 
 def finetune(recipe: Recipe, overwrite: bool = False) -> Path:
     """Train as the recipe says and write the run directory. Returns its path."""
-    from transformers import Trainer, set_seed
+    try:
+        return _finetune(recipe, overwrite)
+    except OSError as exc:
+        raise (_disk_error(exc) or exc) from None
 
+
+def _finetune(recipe: Recipe, overwrite: bool) -> Path:
+    from transformers import set_seed
+
+    from ftcli.guards import FtcliTrainer, GuardCallback, StopSignals
     from ftcli.modeling import attach_lora, load_model, load_tokenizer, save_final_model
     from ftcli.preprocess import PadCollator, label_mapping, tokenize
 
     run_dir = Path(recipe.train.output_dir)
-    resume = _check_output_dir(run_dir, overwrite)
+    resume = _resume_point(recipe, run_dir, overwrite)
     splits = load_splits(recipe)
     log(f"task {recipe.task} ({splits.mode}): {len(splits.train)} training rows, {len(splits.eval)} eval rows"
         + (f"; dropped {sum(splits.dropped.values())} incomplete rows" if any(splits.dropped.values()) else ""))
 
-    m = recipe.model
-    tokenizer = load_tokenizer(m.name_or_path, m.gguf_file)
+    tokenizer = load_tokenizer(recipe.model, log=log)
     label2id = label_mapping(splits.train, recipe.data.label_field) if splits.mode == "classification" else None
     train_set = tokenize(splits.mode, splits.train, tokenizer, recipe, label2id, recipe.data.train)
     if not train_set.examples:
@@ -92,30 +118,37 @@ def finetune(recipe: Recipe, overwrite: bool = False) -> Path:
             + (f", {train_set.dropped} dropped (response cut away)" if train_set.dropped else ""))
 
     set_seed(recipe.train.seed)  # a new classification head is initialised the same way every run
-    model = load_model(recipe.task, m.name_or_path, m.gguf_file, label2id, tokenizer.pad_token_id)
+    model = load_model(recipe.task, recipe.model, label2id, tokenizer.pad_token_id)
     if recipe.lora:
         model = attach_lora(model, recipe.task, recipe.lora)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     t = recipe.train
-    log(f"model {m.name_or_path}: {trainable:,} of {total:,} parameters trainable"
+    log(f"model {recipe.model.name_or_path}: {trainable:,} of {total:,} parameters trainable"
         f" ({'LoRA r=' + str(recipe.lora.r) if recipe.lora else 'full fine-tune'});"
         f" effective batch size {t.batch_size * t.gradient_accumulation_steps}")
 
     run_dir.mkdir(parents=True, exist_ok=True)
     save_recipe(recipe, run_dir / runs.RECIPE_FILE)
-    trainer = Trainer(model=model, args=training_arguments(recipe, run_dir),
-                      data_collator=PadCollator(tokenizer.pad_token_id),
-                      train_dataset=train_set.examples, processing_class=tokenizer)
-    if resume:
-        log(f"resuming from {Path(resume).name}")
-    result = trainer.train(resume_from_checkpoint=resume)
+    with StopSignals(log) as stop:
+        trainer = FtcliTrainer(model=model, args=training_arguments(recipe, run_dir),
+                               data_collator=PadCollator(tokenizer.pad_token_id),
+                               train_dataset=train_set.examples, processing_class=tokenizer,
+                               callbacks=[GuardCallback(stop)], on_nonfinite_loss=t.on_nonfinite_loss)
+        if resume:
+            log(f"resuming from {resume.name}")
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if stop.received:
+        raise Interrupted(f"stopped by {stop.received} at step {trainer.state.global_step}; "
+                          f"saved {run_dir / f'checkpoint-{trainer.state.global_step}'}",
+                          hint="run the same `ftcli finetune` command again to resume from there")
 
     save_final_model(trainer.model, tokenizer, run_dir, is_lora=recipe.lora is not None)
     metrics = dict(result.metrics)
     metrics.update(train_samples=len(train_set.examples), global_step=result.global_step,
-                   mode=splits.mode, train_rows_dropped=splits.dropped,
-                   examples_truncated=train_set.truncated, examples_dropped=train_set.dropped)
+                   mode=splits.mode, train_rows_dropped=splits.dropped, resumed_from=resume.name if resume else None,
+                   examples_truncated=train_set.truncated, examples_dropped=train_set.dropped,
+                   nonfinite_batches_skipped=trainer.skipped_batches)
     runs.write_json(run_dir / runs.TRAIN_RESULTS, metrics)
     log(f"done: train_loss {metrics.get('train_loss', float('nan')):.4f} in {metrics.get('train_runtime', 0):.1f}s;"
         f" model saved to {run_dir / runs.MODEL_DIR}")
