@@ -155,3 +155,53 @@ def test_sequence_classification_with_string_labels(workdir, tiny_bert):
 
     generated = run_cli("generate", "hello", "--run", str(run))
     assert generated.exit_code == 2 and "causal-lm" in generated.output
+
+
+def test_a_chat_recipe_needs_a_chat_template(workdir, tiny_llama, tiny_llama_plain):
+    data = write_jsonl(workdir / "train.jsonl", repo_rows("pirate", 16))
+    recipe = sft_recipe(tiny_llama_plain, data, max_steps=2)
+    recipe["data"]["template"] = "chat"
+    path = write_recipe(workdir / "chat.yaml", recipe)
+    for command in ("validate", "finetune"):
+        result = run_cli(command, str(path))
+        assert result.exit_code == 2 and "has no chat template" in result.output
+        assert "data.template: plain" in result.output
+    assert not (workdir / "runs" / "sft" / "model").exists()
+
+    recipe["model"]["name_or_path"] = str(tiny_llama)
+    result = run_cli("validate", str(write_recipe(workdir / "chat.yaml", recipe)))
+    assert result.exit_code == 0 and "chat template" in result.stdout
+
+
+def test_a_tokenizer_without_pad_token_pads_with_eos_and_says_so(workdir, tiny_llama):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    model_dir = workdir / "no-pad"
+    shutil.copytree(tiny_llama, model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(model_dir)
+    assert AutoTokenizer.from_pretrained(model_dir).pad_token is None
+
+    data = write_jsonl(workdir / "train.jsonl", repo_rows("pirate", 16))
+    result = run_cli("finetune", str(write_recipe(workdir / "r.yaml", sft_recipe(model_dir, data, max_steps=2))))
+    assert result.exit_code == 0, result.output
+    assert "no pad token; padding with its EOS token '<|im_end|>'" in result.output
+
+
+def test_a_full_disk_is_a_user_error_naming_the_path(workdir, tiny_llama, monkeypatch):
+    import errno
+
+    import ftcli.train
+
+    def full(recipe, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(ftcli.train, "save_recipe", full)
+    data = write_jsonl(workdir / "train.jsonl", repo_rows("pirate", 16))
+    result = run_cli("finetune", str(write_recipe(workdir / "r.yaml", sft_recipe(tiny_llama, data, max_steps=2))))
+    assert result.exit_code == 2
+    assert "No space left on device" in result.output and "recipe.yaml" in result.output
+    assert "Traceback" not in result.output

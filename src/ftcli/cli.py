@@ -50,7 +50,7 @@ def _debug() -> bool:
 
 
 def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"{'stopped' if code == 130 else 'error'}: {message}", err=True)
     raise typer.Exit(code)
 
 
@@ -155,6 +155,7 @@ def validate(recipe: RecipeArg, set_: SetOption = None):
     typer.echo(f"{recipe}: ok\n  task:   {report['task']} — {mode}\n"
                f"  data:   {report['train_rows']} train rows, {report['eval_rows']} eval rows"
                + (f", {report['dropped_rows']} incomplete rows dropped" if report["dropped_rows"] else "")
+               + (f"\n  prompt: {report['prompt_format']}" if report["prompt_format"] else "")
                + f"\n  model:  {report['model']}{' + LoRA' if report['lora'] else ''}"
                f"\n  output: {report['output_dir']}")
 

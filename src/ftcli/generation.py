@@ -17,7 +17,7 @@ def generate(prompt: str, target: str | Path | None = None, base: bool = False,
     from transformers import set_seed
 
     from ftcli.modeling import load_model, load_tokenizer, local_model
-    from ftcli.preprocess import format_prompt, prompt_token_ids
+    from ftcli.preprocess import format_prompt, prompt_token_ids, uses_chat_template
 
     run_dir = runs.resolve_run(target)
     recipe = runs.load_run_recipe(run_dir)
@@ -33,7 +33,10 @@ def generate(prompt: str, target: str | Path | None = None, base: bool = False,
 
     mode = (runs.read_train_results(run_dir) or {}).get("mode", "sft")
     # Plain-text runs learned continuation; SFT runs learned to answer a formatted prompt.
-    text = format_prompt(tokenizer, prompt, g.system_prompt) if mode == "sft" else prompt
+    if mode == "sft":
+        text = format_prompt(tokenizer, prompt, g.system_prompt, uses_chat_template(tokenizer, recipe.data.template))
+    else:
+        text = prompt
     ids = torch.tensor([prompt_token_ids(tokenizer, text)])
     set_seed(recipe.train.seed if seed is None else seed)
     sampling = {"do_sample": True, "temperature": g.temperature, "top_p": g.top_p} if g.temperature > 0 \

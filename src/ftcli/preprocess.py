@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ftcli.errors import DataError
+from ftcli.errors import DataError, ModelError
 from ftcli.recipe import Recipe
 
 IGNORE_INDEX = -100  # label value the loss skips (prompt tokens, padding)
@@ -18,9 +18,18 @@ def has_chat_template(tokenizer) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def format_prompt(tokenizer, prompt: str, system_prompt: str | None = None) -> str:
-    """The text a model sees before its answer: the chat template when the tokenizer has one."""
-    if has_chat_template(tokenizer):
+def uses_chat_template(tokenizer, template: str) -> bool:
+    """Whether prompts go through the tokenizer's chat template: `data.template` auto (when there is
+    one), chat (required: an error without one) or plain."""
+    if template == "chat" and not has_chat_template(tokenizer):
+        raise ModelError(f"data.template is 'chat' but the tokenizer of {tokenizer.name_or_path} has no chat template",
+                         hint="use a chat model, or set data.template: plain (or auto) for plain prompts")
+    return template == "chat" or (template == "auto" and has_chat_template(tokenizer))
+
+
+def format_prompt(tokenizer, prompt: str, system_prompt: str | None = None, chat: bool = True) -> str:
+    """The text a model sees before its answer: the chat template, or the prompt and a newline."""
+    if chat:
         messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
         messages.append({"role": "user", "content": prompt})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -38,9 +47,9 @@ def prompt_token_ids(tokenizer, text: str) -> list[int]:
     return ids
 
 
-def _answer_ids(tokenizer, response: str) -> list[int]:
+def _answer_ids(tokenizer, response: str, chat: bool) -> list[int]:
     """The response followed by the end-of-turn token, so the model learns to stop."""
-    if has_chat_template(tokenizer):
+    if chat:
         # Render a whole turn and take what follows the prompt: that carries the template's own
         # end-of-turn markup (e.g. "<|im_end|>\n") instead of a guessed EOS.
         probe = [{"role": "user", "content": "x"}]
@@ -62,11 +71,12 @@ class Tokenized:
 
 def tokenize_sft(rows: list[dict], tokenizer, recipe: Recipe) -> Tokenized:
     d = recipe.data
+    chat = uses_chat_template(tokenizer, d.template)
     out, truncated, dropped = [], 0, 0
     for row in rows:
         prompt = prompt_token_ids(tokenizer, format_prompt(tokenizer, str(row[d.prompt_field]),
-                                                          recipe.generate.system_prompt))
-        answer = _answer_ids(tokenizer, str(row[d.response_field]))
+                                                          recipe.generate.system_prompt, chat))
+        answer = _answer_ids(tokenizer, str(row[d.response_field]), chat)
         ids = (prompt + answer)[: d.max_length]
         truncated += len(prompt) + len(answer) > d.max_length
         if len(ids) <= len(prompt):  # nothing left to learn from

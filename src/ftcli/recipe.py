@@ -62,6 +62,9 @@ class DataSection(Section):
     label_field: str = Field("label", description="Classification label (ints or strings).")
     prompt_field: str = Field("prompt", description="Causal-LM SFT input.")
     response_field: str = Field("response", description="Causal-LM SFT target; loss only on its tokens.")
+    template: Literal["auto", "chat", "plain"] = Field(
+        "auto", description="SFT prompt format: the tokenizer's chat template (chat; auto when it has one) "
+                            "or the plain prompt and a newline (plain).")
     max_length: int = Field(256, gt=0, description="Longer examples are truncated.")
     max_train_samples: int | None = Field(None, gt=0, description="Seeded random sample of N training rows.")
 
