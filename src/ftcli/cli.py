@@ -108,17 +108,34 @@ def eval_(
     as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON object on stdout.")] = False,
     no_base: Annotated[bool, typer.Option("--no-base", help="Skip the base model.")] = False,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate only the first N examples.")] = None,
+    compare: Annotated[Optional[list[str]], typer.Option(
+        "--compare", help="Runs to show in one table (repeatable; uses each run's saved eval results).",
+        show_default=False)] = None,
 ):
     """Metrics for the tuned model and its base model on the run's eval data."""
     import ftcli
-    from ftcli.evaluation import format_table
+    from ftcli import reports
 
+    if compare:
+        from ftcli.evaluation import compare_runs
+
+        found = compare_runs(([target] if target else []) + compare)
+        typer.echo(json.dumps([{k: r[k] for k in ("run", "tuned", "base") if k in r} for r in found])
+                   if as_json else reports.compare_table(found))
+        return
     results = ftcli.evaluate(target, base=not no_base, limit=limit)
     if as_json:
-        keys = ("run", "tuned") + (("base",) if "base" in results else ())
-        typer.echo(json.dumps({k: results[k] for k in keys}))
-    else:
-        typer.echo(format_table(results))
+        typer.echo(json.dumps({k: results[k] for k in ("run", "tuned", "base") if k in results}))
+        return
+    typer.echo(reports.metrics_table(results))
+    details = results["tuned_details"]
+    if "per_class" in details:
+        typer.echo("\ntuned model, per class:\n" + reports.per_class_table(details["per_class"]))
+        typer.echo("\n" + reports.confusion_table(details["confusion_matrix"], details["labels"]))
+        typer.echo(f"(confusion matrix picture: {results['confusion_matrix_png']})")
+    for sample in details.get("samples", [])[:3]:
+        typer.echo(f"\nprompt:    {sample['prompt']}\nreference: {sample['reference']}\n"
+                   f"generated: {sample['generated']}")
 
 
 @app.command()
@@ -178,6 +195,7 @@ def main() -> None:
         # Our own messages say what happened; library notices (load reports, deprecations) are
         # noise to a CLI user. FTCLI_DEBUG=1 shows everything.
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # per-file load bars; training keeps its bar
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
     app(prog_name="ftcli")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 from pathlib import Path
 
 from ftcli import runs
 from ftcli.data import load_splits
 from ftcli.errors import UserError
-from ftcli.recipe import Recipe
+from ftcli.recipe import GENERATION_METRICS, Recipe
 from ftcli.train import log
 
 
@@ -20,23 +21,32 @@ def _batches(examples: list[dict], batch_size: int):
         yield ordered[start:start + batch_size]
 
 
-def _score_classification(model, examples, collate, batch_size, metric_names, num_labels) -> dict:
+def _progress(iterable, total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    # On stderr and gone when done: stdout stays clean for --json.
+    return tqdm(iterable, total=total, desc=desc, leave=False, file=sys.stderr, disable=None)
+
+
+def _score_classification(model, examples, collate, batch_size, metric_names, labels, desc) -> tuple[dict, dict]:
     import torch
 
     from ftcli.metrics import compute_classification_metrics
+    from ftcli.reports import confusion, per_class_report
 
     predictions, references = [], []
     with torch.inference_mode():
-        for chunk in _batches(examples, batch_size):
+        for chunk in _progress(_batches(examples, batch_size), math.ceil(len(examples) / batch_size), desc):
             batch = collate(chunk)
-            labels = batch.pop("labels")
-            logits = model(**batch).logits
-            predictions += logits.argmax(-1).tolist()
-            references += labels.tolist()
-    return compute_classification_metrics(metric_names, predictions, references, num_labels)
+            references += batch.pop("labels").tolist()
+            predictions += model(**batch).logits.argmax(-1).tolist()
+    metrics = compute_classification_metrics(metric_names, predictions, references, len(labels))
+    details = {"per_class": per_class_report(references, predictions, labels),
+               "confusion_matrix": confusion(references, predictions, len(labels)), "labels": labels}
+    return metrics, details
 
 
-def _score_causal_lm(model, examples, collate, batch_size, metric_names) -> dict:
+def _score_loss(model, examples, collate, batch_size, metric_names, desc) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -44,7 +54,7 @@ def _score_causal_lm(model, examples, collate, batch_size, metric_names) -> dict
 
     total_loss, total_tokens = 0.0, 0
     with torch.inference_mode():
-        for chunk in _batches(examples, batch_size):
+        for chunk in _progress(_batches(examples, batch_size), math.ceil(len(examples) / batch_size), desc):
             batch = collate(chunk)
             labels = batch.pop("labels")
             logits = model(**batch).logits[:, :-1].float()
@@ -57,14 +67,44 @@ def _score_causal_lm(model, examples, collate, batch_size, metric_names) -> dict
     return {name: values[name] for name in metric_names}
 
 
+def _score_generation(model, tokenizer, recipe: Recipe, rows: list[dict], metric_names) -> tuple[dict, dict]:
+    """Generate a response for every eval prompt (greedy) and score it against the reference."""
+    from ftcli.generation import generate_texts
+    from ftcli.metrics import compute_text_metrics
+    from ftcli.preprocess import uses_chat_template
+
+    d = recipe.data
+    prompts = [str(r[d.prompt_field]) for r in rows]
+    references = [str(r[d.response_field]) for r in rows]
+    greedy = recipe.generate.model_copy(update={"temperature": 0.0, "num_return_sequences": 1})
+    generated = generate_texts(model, tokenizer, prompts, greedy, uses_chat_template(tokenizer, d.template),
+                               batch_size=recipe.generate.batch_size)
+    samples = [{"prompt": p, "reference": r, "generated": g}
+               for p, r, g in list(zip(prompts, references, generated))[:5]]
+    return compute_text_metrics(metric_names, generated, references), {"samples": samples}
+
+
 def _file_hash(path: str | None) -> str | None:
     if not path or not Path(path).is_file():
         return None
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def score_model(recipe: Recipe, mode: str, source, tokenizer, rows, label2id: dict | None) -> dict:
-    """Metrics for one model on the eval rows, tokenized exactly as in training."""
+def _split_metrics(recipe: Recipe, mode: str) -> tuple[list[str], list[str]]:
+    """(metrics computed from the loss or logits, metrics computed on generated text)."""
+    names = recipe.eval.metrics
+    generated = [n for n in names if n in GENERATION_METRICS]
+    if mode == "sft" and recipe.eval.generate and not generated:
+        generated = ["exact_match", "rouge"]
+    if mode != "sft" and generated:
+        raise UserError(f"eval.metrics {', '.join(generated)} score generated responses; they need SFT data "
+                        f"(prompt and response fields), not plain text")
+    return [n for n in names if n not in GENERATION_METRICS], generated
+
+
+def score_model(recipe: Recipe, mode: str, source, tokenizer, rows, label2id: dict | None,
+                desc: str = "eval") -> tuple[dict, dict]:
+    """Metrics (and details) for one model on the eval rows, tokenized exactly as in training."""
     from transformers import set_seed
 
     from ftcli.modeling import load_model
@@ -78,13 +118,30 @@ def score_model(recipe: Recipe, mode: str, source, tokenizer, rows, label2id: di
     collate = PadCollator(tokenizer.pad_token_id)
     size = recipe.eval.batch_size
     if mode == "classification":
-        return _score_classification(model, examples, collate, size, recipe.eval.metrics, len(label2id))
-    return _score_causal_lm(model, examples, collate, size, recipe.eval.metrics)
+        return _score_classification(model, examples, collate, size, recipe.eval.metrics, list(label2id), desc)
+    from_loss, from_text = _split_metrics(recipe, mode)
+    metrics, details = _score_loss(model, examples, collate, size, from_loss, desc), {}
+    if from_text:
+        generated_metrics, details = _score_generation(model, tokenizer, recipe, rows, from_text)
+        metrics.update(generated_metrics)
+    return metrics, details
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("ftcli", "transformers", "evaluate", "scikit-learn", "sacrebleu", "rouge-score"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
 
 
 def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int | None = None) -> dict:
     """Evaluate a run's tuned model (and its base model) on the run's eval data; save and return
-    `{"run", "tuned", "base", ...}`."""
+    `{"run", "tuned", "base", ...}` (with per-class details and a confusion matrix for classifiers)."""
     from ftcli.modeling import load_tokenizer, local_model
 
     run_dir = runs.resolve_run(target)
@@ -100,36 +157,36 @@ def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int
     if splits.mode == "classification":
         from transformers import AutoConfig
 
-        label2id = {str(k): int(v) for k, v in AutoConfig.from_pretrained(tuned.name_or_path).label2id.items()}
+        config = AutoConfig.from_pretrained(tuned.name_or_path)
+        label2id = {str(label): int(i) for label, i in sorted(config.label2id.items(), key=lambda kv: kv[1])}
 
     log(f"evaluating {run_dir.name} on {len(rows)} eval examples")
     results: dict = {"run": str(run_dir)}
-    results["tuned"] = score_model(recipe, splits.mode, tuned, tokenizer, rows, label2id)
+    results["tuned"], tuned_details = score_model(recipe, splits.mode, tuned, tokenizer, rows, label2id, "tuned")
     if base:
-        results["base"] = score_model(recipe, splits.mode, recipe.model, tokenizer, rows, label2id)
+        results["base"], base_details = score_model(recipe, splits.mode, recipe.model, tokenizer, rows, label2id,
+                                                    "base")
     results.update(task=recipe.task, mode=splits.mode, examples=len(rows),
                    eval_data=recipe.data.eval or f"{recipe.data.train} (held-out {recipe.data.eval_fraction:g})",
                    eval_data_sha256=_file_hash(recipe.data.eval or recipe.data.train),
-                   base_model=recipe.model.name_or_path)
+                   base_model=recipe.model.name_or_path, versions=_versions(), tuned_details=tuned_details)
+    if base:
+        results["base_details"] = base_details
+    if "confusion_matrix" in tuned_details:
+        from ftcli.reports import confusion_png
+
+        png = confusion_png(tuned_details["confusion_matrix"], tuned_details["labels"],
+                            run_dir / "confusion_matrix.png", f"{run_dir.name} (tuned)")
+        results["confusion_matrix_png"] = str(png)
     runs.write_json(run_dir / runs.EVAL_RESULTS, results)
     return results
 
 
-def format_table(results: dict) -> str:
-    """Metrics as a text table: base, tuned and the change, one metric a row."""
-    tuned, base = results["tuned"], results.get("base")
-    header = ["metric"] + (["base", "tuned", "change"] if base else ["tuned"])
-    rows = []
-    for name, value in tuned.items():
-        row = [name]
-        if base:
-            row += [f"{base[name]:.4f}", f"{value:.4f}", f"{value - base[name]:+.4f}"]
-        else:
-            row.append(f"{value:.4f}")
-        rows.append(row)
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in [header] + rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    title = f"{results['run']}  ({results.get('examples', '?')} eval examples)"
-    return "\n".join([title] + lines)
+def compare_runs(targets: list[str]) -> list[dict]:
+    """Each run's saved eval results (evaluating, without the base model, runs that have none)."""
+    found = []
+    for target in targets:
+        run_dir = runs.resolve_run(target)
+        saved = run_dir / runs.EVAL_RESULTS
+        found.append(runs.read_json(saved) if saved.is_file() else evaluate_run(run_dir, base=False))
+    return found

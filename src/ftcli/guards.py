@@ -91,3 +91,14 @@ class FtcliTrainer(Trainer):
         self.skipped_batches += 1
         zero = sum((p * 0).sum() for p in model.parameters() if p.requires_grad)
         return (zero, result[1]) if return_outputs else zero
+
+
+class PerplexityCallback(TrainerCallback):
+    """Adds eval_perplexity = exp(eval_loss) to each evaluation, so it can be logged and used to pick
+    the best model (the metrics dict is the one Trainer goes on to compare)."""
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        import math
+
+        if metrics is not None and "eval_loss" in metrics:
+            metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 700))

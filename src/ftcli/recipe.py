@@ -21,9 +21,16 @@ TASKS = ("causal-lm", "sequence-classification")
 Task = Literal["causal-lm", "sequence-classification"]
 
 # Metrics each task can report, and the ones it reports when the recipe names none.
+# Scored on generated responses (causal-lm SFT), so `ftcli eval` generates when one is asked for.
+GENERATION_METRICS = ("exact_match", "rouge", "bleu", "chrf")
 TASK_METRICS = {
     "sequence-classification": ("accuracy", "f1", "precision", "recall", "matthews_correlation"),
-    "causal-lm": ("perplexity", "loss"),
+    "causal-lm": ("perplexity", "loss") + GENERATION_METRICS,
+}
+# What training can select the best checkpoint by (generation is too slow to run at every eval).
+BEST_MODEL_METRICS = {
+    "sequence-classification": ("loss",) + TASK_METRICS["sequence-classification"],
+    "causal-lm": ("loss", "perplexity"),
 }
 DEFAULT_METRICS = {
     "sequence-classification": ["accuracy", "f1"],
@@ -95,6 +102,15 @@ class TrainSection(Section):
     save_steps: int | None = Field(None, gt=0, description="null → save at the end of each epoch.")
     save_total_limit: int | None = Field(2, gt=0, description="Checkpoints kept on disk.")
     logging_steps: int = Field(10, gt=0)
+    eval_strategy: Literal["no", "steps", "epoch"] = Field(
+        "no", description="Evaluate on the eval split during training: every eval_steps, or each epoch.")
+    eval_steps: int | None = Field(None, gt=0, description="With eval_strategy: steps (default logging_steps).")
+    load_best_model_at_end: bool = Field(False, description="Save the best checkpoint's model as model/ "
+                                                             "(by metric_for_best_model); needs eval data.")
+    metric_for_best_model: str = Field("loss", description="Any eval metric of the task, or loss.")
+    early_stopping_patience: int | None = Field(None, gt=0, description="Stop after this many evaluations "
+                                                                        "without improvement (implies "
+                                                                        "load_best_model_at_end).")
     gradient_checkpointing: bool = False
     on_nonfinite_loss: Literal["stop", "skip"] = Field("stop", description="On a NaN/inf loss: stop (exit 3, "
                                                        "keeping the last good checkpoint) or skip the batch.")
@@ -105,13 +121,32 @@ class EvalSection(Section):
     metrics: list[str] | None = Field(None, description="Defaults per task: classification accuracy+f1, "
                                                          "causal-lm perplexity+loss.")
     batch_size: int = Field(16, gt=0)
+    generate: bool = Field(False, description="causal-lm SFT: also generate responses for the eval rows "
+                                              "and score them (exact_match and rouge unless metrics name "
+                                              "others); naming a generation metric implies it.")
+
+
+class FewShotExample(Section):
+    prompt: str
+    response: str
 
 
 class GenerateSection(Section):
     max_new_tokens: int = Field(64, gt=0)
     temperature: float = Field(0.0, ge=0, description="0 → greedy.")
     top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int | None = Field(None, gt=0, description="Sample only among the k most likely tokens.")
+    repetition_penalty: float = Field(1.0, gt=0, description="> 1 discourages repeating tokens.")
+    num_return_sequences: int = Field(1, gt=0, description="Answers per prompt (sampling only).")
+    stop: list[str] = Field(default_factory=list, description="Stop strings: generation ends at the first.")
+    seed: int | None = Field(None, description="Sampling seed; defaults to train.seed.")
+    batch_size: int = Field(8, gt=0, description="Prompts per batch for --file and eval.generate.")
     system_prompt: str | None = Field(None, description="Chat models: a system message before the prompt.")
+    template: str | None = Field(None, description="Base models: a prompt template with a {prompt} "
+                                                   "placeholder, e.g. 'Q: {prompt}\\nA:'.")
+    few_shot: list[FewShotExample] | str | None = Field(
+        None, description="Example prompt/response pairs (or a .jsonl file of them) placed before the "
+                          "prompt in the model's format.")
 
 
 class Recipe(Section):
@@ -124,6 +159,15 @@ class Recipe(Section):
     generate: GenerateSection = Field(default_factory=GenerateSection)
 
     @model_validator(mode="after")
+    def _best_model_needs_evaluation(self) -> "Recipe":
+        t = self.train
+        if (t.load_best_model_at_end or t.early_stopping_patience) and t.eval_strategy == "no":
+            key = "load_best_model_at_end" if t.load_best_model_at_end else "early_stopping_patience"
+            raise ValueError(f"train.{key} needs evaluation during training: set train.eval_strategy "
+                             "to steps or epoch")
+        return self
+
+    @model_validator(mode="after")
     def _default_metrics(self) -> "Recipe":
         if self.eval.metrics is None:
             self.eval.metrics = list(DEFAULT_METRICS[self.task])
@@ -133,13 +177,19 @@ class Recipe(Section):
 def _metric_problems(raw: dict) -> list[str]:
     """Metric names depend on the task, so they are checked beside the schema (and always run,
     even when other fields fail, so that every problem is reported at once)."""
-    task, section = raw.get("task"), raw.get("eval")
-    names = section.get("metrics") if isinstance(section, dict) else None
-    if task not in TASK_METRICS or not isinstance(names, list):
+    task, section, train = raw.get("task"), raw.get("eval"), raw.get("train")
+    if task not in TASK_METRICS:
         return []
     allowed = TASK_METRICS[task]
-    return [f"eval.metrics: '{n}' is not a {task} metric{_suggest(str(n), allowed)} "
-            f"(choose from {', '.join(allowed)})" for n in names if n not in allowed]
+    names = section.get("metrics") if isinstance(section, dict) else None
+    problems = [f"eval.metrics: '{n}' is not a {task} metric{_suggest(str(n), allowed)} "
+                f"(choose from {', '.join(allowed)})" for n in names or [] if n not in allowed] \
+        if isinstance(names, list) else []
+    best, choices = train.get("metric_for_best_model") if isinstance(train, dict) else None, BEST_MODEL_METRICS[task]
+    if isinstance(best, str) and best not in choices:
+        problems.append(f"train.metric_for_best_model: '{best}' cannot select a {task} model"
+                        f"{_suggest(best, choices)} (choose from {', '.join(choices)})")
+    return problems
 
 
 def _type_name(annotation) -> str:
@@ -154,7 +204,7 @@ def _suggest(word: str, choices) -> str:
     return f" — did you mean {close[0]}?" if close else ""
 
 
-_UNION_TAGS = {"str", "list[str]", "int", "float", "bool", "LoraSection"}
+_UNION_TAGS = {"str", "list[str]", "int", "float", "bool", "LoraSection", "list[FewShotExample]"}
 
 
 def _clean_loc(loc: tuple) -> tuple:
@@ -162,19 +212,26 @@ def _clean_loc(loc: tuple) -> tuple:
     return tuple(p for p in loc if p not in _UNION_TAGS)
 
 
+def _nested_model(annotation) -> type[BaseModel] | None:
+    """The schema class inside an annotation such as `LoraSection | None` or `list[FewShotExample]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        if (found := _nested_model(arg)) is not None:
+            return found
+    return None
+
+
 def _model_at(loc: tuple) -> type[BaseModel] | None:
     """The schema class that owns the key at `loc` (None if the path leaves the schema)."""
-    model: type[BaseModel] = Recipe
+    model: type[BaseModel] | None = Recipe
     for part in loc[:-1]:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        if field is None:
+        if isinstance(part, int):  # an item of a list of sections
+            continue
+        field = model.model_fields.get(part)
+        model = _nested_model(field.annotation) if field else None
+        if model is None:
             return None
-        annotation = field.annotation
-        candidates = getattr(annotation, "__args__", (annotation,))
-        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
-        if not nested:
-            return None
-        model = nested[0]
     return model
 
 
@@ -188,8 +245,8 @@ def _format_problem(error: dict) -> str:
         return f"{path}: unknown key{hint}"
     if kind == "missing":
         return f"{path}: required key is missing"
-    if kind == "value_error":
-        return f"{path}: {error['ctx']['error']}"
+    if kind == "value_error":  # our validators name their keys themselves when the path is the recipe
+        return f"{error['ctx']['error']}" if not loc else f"{path}: {error['ctx']['error']}"
     got = error.get("input")
     shown = f" (got {got!r})" if got is not None and not isinstance(got, dict | list) else ""
     return f"{path}: {error['msg'][0].lower()}{error['msg'][1:]}{shown}"

@@ -102,6 +102,10 @@ def clear_run(run_dir: Path) -> None:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def read_train_results(run_dir: Path) -> dict | None:
     path = Path(run_dir) / TRAIN_RESULTS
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json(path) if path.is_file() else None

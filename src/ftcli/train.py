@@ -28,6 +28,10 @@ def training_arguments(recipe: Recipe, run_dir: Path):
     from transformers import TrainingArguments
 
     t = recipe.train
+    eval_steps = t.eval_steps or t.logging_steps
+    best = picks_best_model(recipe)
+    # Choosing the best model means saving exactly when evaluating, so every candidate is on disk.
+    save_strategy = t.eval_strategy if best else ("steps" if t.save_steps else "epoch")
     return TrainingArguments(
         output_dir=str(run_dir),
         num_train_epochs=t.epochs,
@@ -42,17 +46,60 @@ def training_arguments(recipe: Recipe, run_dir: Path):
         max_grad_norm=t.max_grad_norm,
         seed=t.seed,
         data_seed=t.seed,
-        save_strategy="steps" if t.save_steps else "epoch",
-        save_steps=t.save_steps or 500,
+        save_strategy=save_strategy,
+        save_steps=eval_steps if best else (t.save_steps or 500),
         save_total_limit=t.save_total_limit,
         logging_steps=t.logging_steps,
         activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name for it
         report_to=t.report_to,
-        eval_strategy="no",
+        eval_strategy=t.eval_strategy,
+        eval_steps=eval_steps,
+        load_best_model_at_end=best,
+        metric_for_best_model=t.metric_for_best_model,
+        greater_is_better=t.metric_for_best_model not in ("loss", "perplexity"),
+        # A causal LM's eval needs only the loss (perplexity follows); keeping vocabulary-sized logits
+        # for every eval token would cost gigabytes.
+        prediction_loss_only=recipe.task == "causal-lm",
         dataloader_pin_memory=torch.cuda.is_available(),
         # Our examples carry exactly the columns the model takes; nothing to strip.
         remove_unused_columns=False,
     )
+
+
+def picks_best_model(recipe: Recipe) -> bool:
+    return recipe.train.load_best_model_at_end or recipe.train.early_stopping_patience is not None
+
+
+def _training_eval(recipe: Recipe, eval_examples: list, label2id: dict | None) -> dict:
+    """Trainer options for evaluating during training: metrics, and early stopping."""
+    from transformers import EarlyStoppingCallback
+
+    from ftcli.guards import PerplexityCallback
+
+    t = recipe.train
+    if t.eval_strategy == "no":
+        return {"callbacks": []}
+    if not eval_examples:
+        raise UserError(f"train.eval_strategy is '{t.eval_strategy}' but there is no eval data",
+                        hint="set data.eval, or data.eval_fraction above 0")
+    options: dict = {"eval_dataset": eval_examples, "callbacks": [PerplexityCallback()]}
+    if label2id is not None:
+        names = list(dict.fromkeys(recipe.eval.metrics + [t.metric_for_best_model]))
+        options["compute_metrics"] = _classification_metrics([n for n in names if n != "loss"], len(label2id))
+        # Keep only predicted class ids, not the logits, across the eval set.
+        options["preprocess_logits_for_metrics"] = lambda logits, labels: logits.argmax(-1)
+    if t.early_stopping_patience:
+        options["callbacks"].append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+    return options
+
+
+def _classification_metrics(names: list[str], num_labels: int):
+    def compute(prediction) -> dict:
+        from ftcli.metrics import compute_classification_metrics
+
+        return compute_classification_metrics(names, prediction.predictions, prediction.label_ids, num_labels)
+
+    return compute
 
 
 def _resume_point(recipe: Recipe, run_dir: Path, overwrite: bool) -> Path | None:
@@ -77,6 +124,15 @@ def _resume_point(recipe: Recipe, run_dir: Path, overwrite: bool) -> Path | None
     if harmless:
         log(f"recipe changed since the checkpoint (allowed on resume): {', '.join(harmless)}")
     return checkpoint
+
+
+def _best_model_record(trainer, recipe: Recipe) -> dict:
+    """Which checkpoint model/ came from, when training selected the best one."""
+    state = trainer.state
+    if not picks_best_model(recipe) or not state.best_model_checkpoint:
+        return {}
+    return {"best_checkpoint": Path(state.best_model_checkpoint).name, "best_step": state.best_global_step,
+            f"best_eval_{recipe.train.metric_for_best_model}": state.best_metric}
 
 
 def _disk_error(exc: OSError) -> UserError | None:
@@ -113,6 +169,8 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
     if not train_set.examples:
         raise DataError(f"{recipe.data.train}: no usable training examples after tokenization "
                         f"({train_set.dropped} responses were cut away by max_length={recipe.data.max_length})")
+    # Eval rows are prepared now too: a bad label or field fails here, not after hours of training.
+    eval_set = tokenize(splits.mode, splits.eval, tokenizer, recipe, label2id, recipe.data.eval or "eval split")
     if train_set.truncated or train_set.dropped:
         log(f"{train_set.truncated} examples truncated to max_length={recipe.data.max_length}"
             + (f", {train_set.dropped} dropped (response cut away)" if train_set.dropped else ""))
@@ -130,11 +188,13 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     save_recipe(recipe, run_dir / runs.RECIPE_FILE)
+    evaluation = _training_eval(recipe, eval_set.examples, label2id)
     with StopSignals(log) as stop:
+        callbacks = [GuardCallback(stop)] + evaluation.pop("callbacks")
         trainer = FtcliTrainer(model=model, args=training_arguments(recipe, run_dir),
                                data_collator=PadCollator(tokenizer.pad_token_id),
                                train_dataset=train_set.examples, processing_class=tokenizer,
-                               callbacks=[GuardCallback(stop)], on_nonfinite_loss=t.on_nonfinite_loss)
+                               callbacks=callbacks, on_nonfinite_loss=t.on_nonfinite_loss, **evaluation)
         if resume:
             log(f"resuming from {resume.name}")
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -148,7 +208,7 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
     metrics.update(train_samples=len(train_set.examples), global_step=result.global_step,
                    mode=splits.mode, train_rows_dropped=splits.dropped, resumed_from=resume.name if resume else None,
                    examples_truncated=train_set.truncated, examples_dropped=train_set.dropped,
-                   nonfinite_batches_skipped=trainer.skipped_batches)
+                   nonfinite_batches_skipped=trainer.skipped_batches, **_best_model_record(trainer, recipe))
     runs.write_json(run_dir / runs.TRAIN_RESULTS, metrics)
     log(f"done: train_loss {metrics.get('train_loss', float('nan')):.4f} in {metrics.get('train_runtime', 0):.1f}s;"
         f" model saved to {run_dir / runs.MODEL_DIR}")

@@ -1,8 +1,9 @@
 """Accuracy metric bundled with ftcli (works offline; loaded via ``evaluate.load(<path>)``)."""
 
-import datasets
 import evaluate
 from sklearn.metrics import accuracy_score
+
+from ftcli.metrics._sklearn import SklearnMetric
 
 
 _DESCRIPTION = """
@@ -24,31 +25,14 @@ Example:
     {'accuracy': 0.6666666666666666}
 """
 
-_CITATION = """
-@article{scikit-learn,
-  title={Scikit-learn: Machine Learning in {P}ython},
-  author={Pedregosa, F. and others},
-  journal={Journal of Machine Learning Research},
-  volume={12},
-  pages={2825--2830},
-  year={2011}
-}
-"""
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Accuracy(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
-            ),
-            reference_urls=["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.accuracy_score.html"],
-        )
+class Accuracy(SklearnMetric, evaluate.Metric):
+    _key = "accuracy"
+    _score_fn = staticmethod(accuracy_score)
+    _description = _DESCRIPTION
+    _kwargs_description = _KWARGS_DESCRIPTION
+    _reference_url = "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.accuracy_score.html"
 
     def _compute(self, predictions, references, normalize=True, sample_weight=None):
-        score = accuracy_score(references, predictions, normalize=normalize, sample_weight=sample_weight)
-        return {"accuracy": float(score)}
+        return super()._compute(predictions, references, normalize=normalize, sample_weight=sample_weight)

@@ -1,8 +1,9 @@
 """Matthews correlation metric bundled with ftcli (works offline; loaded via ``evaluate.load(<path>)``)."""
 
-import datasets
 import evaluate
 from sklearn.metrics import matthews_corrcoef
+
+from ftcli.metrics._sklearn import SklearnMetric
 
 
 _DESCRIPTION = """
@@ -38,18 +39,13 @@ _CITATION = """
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class MatthewsCorrelation(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
-            ),
-            reference_urls=["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.matthews_corrcoef.html"],
-        )
+class MatthewsCorrelation(SklearnMetric, evaluate.Metric):
+    _key = "matthews_correlation"
+    _score_fn = staticmethod(matthews_corrcoef)
+    _description = _DESCRIPTION
+    _kwargs_description = _KWARGS_DESCRIPTION
+    _citation = _CITATION
+    _reference_url = "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.matthews_corrcoef.html"
 
     def _compute(self, predictions, references, sample_weight=None):
-        score = matthews_corrcoef(references, predictions, sample_weight=sample_weight)
-        return {"matthews_correlation": float(score)}
+        return super()._compute(predictions, references, sample_weight=sample_weight)
