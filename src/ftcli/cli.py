@@ -138,26 +138,92 @@ def eval_(
                    f"generated: {sample['generated']}")
 
 
+GenPromptArg = Annotated[Optional[str], typer.Argument(
+    help="The prompt (omit it with --file or --interactive).", show_default=False)]
+GenModelOption = Annotated[Optional[str], typer.Option(
+    "--model", help="Generate with this model (directory or hub id) directly; no run needed.", show_default=False)]
+GenFileOption = Annotated[Optional[Path], typer.Option(
+    "--file", "-f", help="Prompts file: .txt (one per line) or .jsonl ({\"prompt\": ...}); "
+    "prints one JSON line per prompt.", show_default=False)]
+GenOutputOption = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", help="Write the results to this file instead of stdout.", show_default=False)]
+GenStopOption = Annotated[Optional[list[str]], typer.Option(
+    "--stop", help="Stop string; the output is cut at the first one (repeatable).", show_default=False)]
+
+
 @app.command()
 @guarded
 def generate(
-    prompt: Annotated[str, typer.Argument(help="The prompt.", show_default=False)],
+    prompt: GenPromptArg = None,
     run: Annotated[Optional[Path], typer.Option(help="Run directory (default: latest run).")] = None,
     recipe: Annotated[Optional[Path], typer.Option(help="Recipe whose output_dir is the run.")] = None,
     base: Annotated[bool, typer.Option("--base", help="Use the run's base model instead.")] = False,
+    model: GenModelOption = None,
+    file: GenFileOption = None,
+    output: GenOutputOption = None,
+    stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they are generated.")] = False,
+    interactive: Annotated[bool, typer.Option("--interactive", "-i", help="Chat on stdin until /exit "
+                                              "or end of input, keeping the conversation.")] = False,
     max_new_tokens: Annotated[Optional[int], typer.Option(min=1)] = None,
-    temperature: Annotated[Optional[float], typer.Option(min=0.0, help="0 → greedy.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(min=0.0, help="0 → greedy (the default).")] = None,
     top_p: Annotated[Optional[float], typer.Option(min=0.0, max=1.0)] = None,
-    seed: Annotated[Optional[int], typer.Option()] = None,
+    top_k: Annotated[Optional[int], typer.Option(min=1)] = None,
+    repetition_penalty: Annotated[Optional[float], typer.Option(min=0.0)] = None,
+    num_return_sequences: Annotated[Optional[int], typer.Option(
+        "--num-return-sequences", "-n", min=1, help="Answers per prompt (needs a temperature > 0).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampling seed (default: the run's train.seed).")] = None,
+    stop: GenStopOption = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Prompts per batch with --file.")] = None,
+    system_prompt: Annotated[Optional[str], typer.Option(help="Chat models: a system message.")] = None,
+    template: Annotated[Optional[str], typer.Option(
+        help="Plain models: a prompt template with {prompt}, e.g. 'Q: {prompt}\\nA:'.")] = None,
+    few_shot: Annotated[Optional[str], typer.Option(
+        help="A .jsonl file of {prompt, response} examples placed before the prompt.")] = None,
 ):
-    """Generate a reply with a run's tuned model; prints only the text on stdout."""
-    import ftcli
+    """Generate with a run's tuned model (or --base, or any --model); prints only the text on stdout.
 
+    One PROMPT prints its answer (with -n N, the answers separated by lines `---`); --file prints
+    one JSON object per prompt, in order: {"prompt": ..., "generated_text": ...} (a list with -n > 1).
+    """
+    from ftcli.errors import UserError
+    from ftcli.generation import chat_loop, load_for_generation, print_answers, read_prompts, write_results
+
+    if model and (run or recipe or base):
+        raise UserError("--model generates with a model directly; it cannot be combined with "
+                        "--run, --recipe or --base")
     if run and recipe:
-        _fail("give --run or --recipe, not both", 2)
-    text = ftcli.generate(prompt, run or recipe, base=base, max_new_tokens=max_new_tokens,
-                          temperature=temperature, top_p=top_p, seed=seed)
-    typer.echo(text)
+        raise UserError("give --run or --recipe, not both")
+    inputs = [name for name, given in (("PROMPT", prompt is not None), ("--file", file is not None),
+                                       ("--interactive", interactive)) if given]
+    if len(inputs) != 1:
+        raise UserError("give one of PROMPT, --file FILE or --interactive" if not inputs
+                        else f"give only one of {', '.join(inputs)}")
+    if stream and file is not None:
+        raise UserError("--stream prints a single answer as it is generated; it does not work with --file")
+    if output is not None and (stream or interactive):
+        raise UserError("--output does not work with --stream or --interactive")
+    prompts = read_prompts(file) if file is not None else None  # fail before loading a model
+
+    loaded = load_for_generation(run or recipe, base=base, model=model, max_new_tokens=max_new_tokens,
+                                 temperature=temperature, top_p=top_p, top_k=top_k,
+                                 repetition_penalty=repetition_penalty,
+                                 num_return_sequences=num_return_sequences, seed=seed, stop=stop,
+                                 batch_size=batch_size, system_prompt=system_prompt, template=template,
+                                 few_shot=few_shot)
+    if interactive:
+        chat_loop(loaded, stream=stream)
+        return
+    out = output.open("w", encoding="utf-8") if output is not None else sys.stdout
+    try:
+        if prompts is not None:
+            count = write_results(loaded, prompts, out, batch_size)
+            if output is not None:
+                typer.echo(f"wrote {count} results to {output}", err=True)
+        else:
+            print_answers(loaded, prompt, out, stream=stream)
+    finally:
+        if output is not None:
+            out.close()
 
 
 @app.command()

@@ -3,6 +3,7 @@ and a guard against non-finite loss. Plugged into the one Trainer that `train.py
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 from pathlib import Path
@@ -67,12 +68,19 @@ class GuardCallback(TrainerCallback):
 
 
 class FtcliTrainer(Trainer):
-    """Trainer with one addition: a non-finite loss stops training (default) or skips the batch."""
+    """Trainer plus: a non-finite loss stops training (default) or skips the batch; eval perplexity."""
 
     def __init__(self, *args, on_nonfinite_loss: str = "stop", **kwargs):
         super().__init__(*args, **kwargs)
         self.on_nonfinite_loss = on_nonfinite_loss
         self.skipped_batches = 0
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        # Perplexity beside every eval loss. `logs` is the very dict Trainer then uses to pick the
+        # best model, so metric_for_best_model: perplexity works too.
+        if "eval_loss" in logs:
+            logs["eval_perplexity"] = math.exp(min(logs["eval_loss"], 700))
+        super().log(logs, *args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         import torch
@@ -92,13 +100,3 @@ class FtcliTrainer(Trainer):
         zero = sum((p * 0).sum() for p in model.parameters() if p.requires_grad)
         return (zero, result[1]) if return_outputs else zero
 
-
-class PerplexityCallback(TrainerCallback):
-    """Adds eval_perplexity = exp(eval_loss) to each evaluation, so it can be logged and used to pick
-    the best model (the metrics dict is the one Trainer goes on to compare)."""
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        import math
-
-        if metrics is not None and "eval_loss" in metrics:
-            metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 700))

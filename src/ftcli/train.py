@@ -74,15 +74,13 @@ def _training_eval(recipe: Recipe, eval_examples: list, label2id: dict | None) -
     """Trainer options for evaluating during training: metrics, and early stopping."""
     from transformers import EarlyStoppingCallback
 
-    from ftcli.guards import PerplexityCallback
-
     t = recipe.train
     if t.eval_strategy == "no":
         return {"callbacks": []}
     if not eval_examples:
         raise UserError(f"train.eval_strategy is '{t.eval_strategy}' but there is no eval data",
                         hint="set data.eval, or data.eval_fraction above 0")
-    options: dict = {"eval_dataset": eval_examples, "callbacks": [PerplexityCallback()]}
+    options: dict = {"eval_dataset": eval_examples, "callbacks": []}
     if label2id is not None:
         names = list(dict.fromkeys(recipe.eval.metrics + [t.metric_for_best_model]))
         options["compute_metrics"] = _classification_metrics([n for n in names if n != "loss"], len(label2id))
