@@ -1,4 +1,4 @@
-"""Bundled `evaluate` metric modules: they load offline and agree with scikit-learn."""
+"""Bundled `evaluate` metric modules: they load offline and agree with scikit-learn, sacrebleu, rouge-score."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import socket
 
 import numpy as np
 import pytest
+import sacrebleu
+from rouge_score import rouge_scorer
 from sklearn import metrics as skm
 
 import ftcli.metrics as fm
@@ -13,10 +15,25 @@ from ftcli.metrics import (
     METRIC_DIR,
     available_metrics,
     compute_classification_metrics,
+    compute_text_metrics,
     load_metric,
 )
 
-BUNDLED = ["accuracy", "f1", "matthews_correlation", "precision", "recall"]
+CLASSIFICATION = ["accuracy", "f1", "matthews_correlation", "precision", "recall"]
+TEXT = ["bleu", "chrf", "exact_match", "rouge"]
+BUNDLED = sorted(CLASSIFICATION + TEXT)
+# The class evaluate.load must pick from each script (the first EvaluationModule subclass in its namespace).
+MAIN_CLASS = {
+    "accuracy": "Accuracy",
+    "f1": "F1",
+    "matthews_correlation": "MatthewsCorrelation",
+    "precision": "Precision",
+    "recall": "Recall",
+    "bleu": "Bleu",
+    "chrf": "Chrf",
+    "exact_match": "ExactMatch",
+    "rouge": "Rouge",
+}
 SKLEARN_AVERAGED = {"f1": skm.f1_score, "precision": skm.precision_score, "recall": skm.recall_score}
 
 
@@ -57,7 +74,7 @@ def test_available_metrics_are_module_folders():
         assert (METRIC_DIR / name / f"{name}.py").is_file()
 
 
-@pytest.mark.parametrize("name", BUNDLED)
+@pytest.mark.parametrize("name", CLASSIFICATION)
 def test_bundled_metric_loads_offline(name, no_network, monkeypatch):
     import evaluate
 
@@ -136,8 +153,8 @@ def test_accuracy_and_mcc_match_sklearn(data):
 
 def test_compute_classification_metrics_binary_uses_binary_average():
     preds, refs, _ = BINARY
-    out = compute_classification_metrics(BUNDLED, preds, refs, num_labels=2)
-    assert list(out) == BUNDLED and all(type(v) is float for v in out.values())
+    out = compute_classification_metrics(CLASSIFICATION, preds, refs, num_labels=2)
+    assert list(out) == CLASSIFICATION and all(type(v) is float for v in out.values())
     assert out["accuracy"] == pytest.approx(skm.accuracy_score(refs, preds))
     assert out["matthews_correlation"] == pytest.approx(skm.matthews_corrcoef(refs, preds))
     for name, fn in SKLEARN_AVERAGED.items():
@@ -173,3 +190,285 @@ def test_unknown_metric_without_hub_raises_value_error(no_network):
     assert evaluate.config.HF_EVALUATE_OFFLINE == before  # our temporary offline switch is undone
     assert no_network == []  # HF_HUB_OFFLINE=1 is honoured: no connection attempt
     assert not any(key[0] == "no_such_metric_xyz" for key in fm._cache)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# How evaluate picks the class from each script, and the shared scaffolding modules.
+
+
+def test_evaluate_picks_each_scripts_own_class():
+    """evaluate.load takes the first EvaluationModule subclass in a script's namespace; the scripts import
+    mixins from ftcli.metrics._sklearn / _text by name, so those must never be EvaluationModule subclasses."""
+    import evaluate
+
+    from ftcli.metrics import _base, _sklearn, _text
+
+    for helper in (_base, _sklearn, _text):
+        for obj in vars(helper).values():
+            assert not (isinstance(obj, type) and issubclass(obj, evaluate.EvaluationModule)), obj
+    for name in BUNDLED:
+        module = load_metric(name)
+        assert type(module).__name__ == MAIN_CLASS[name]
+        assert module.name == name
+        assert isinstance(module, _sklearn.SklearnMetric) == (name in CLASSIFICATION)
+        assert isinstance(module, _text.TextMetric) == (name in TEXT)
+        # the mixin's class attributes do not shadow EvaluationModule's description/citation properties
+        assert module.description == module._module_info.description
+        assert module.citation == module._module_info.citation
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Text metrics.
+
+PREDS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A MAN is playing a guitar on the stage tonight.",
+    "Paris is the capital of France.",
+    "The results were published in 2021, two years later.",
+    "She sells sea shells by the sea shore.",
+]
+REFS = [
+    "The quick brown fox jumped over the lazy dogs.",
+    "A man plays the guitar on stage.",
+    "Paris is the capital of France.",
+    "The results were published in 2019, two years earlier.",
+    "She sold seashells down by the seashore!",
+]
+REFS2 = [
+    "A fast brown fox leaps over a lazy dog.",
+    "A man is playing guitar on the stage.",
+    "The capital of France is Paris.",
+    "Results appeared in 2021, two years later.",
+    "She sells shells by the shore.",
+]
+MULTI_REFS = [[a, b] for a, b in zip(REFS, REFS2)]
+
+
+@pytest.fixture
+def no_nltk_download(monkeypatch):
+    """Any nltk data download is recorded and refused."""
+    import nltk
+
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append((args, kwargs))
+        raise RuntimeError("nltk.download called")
+
+    monkeypatch.setattr(nltk, "download", refuse)
+    return calls
+
+
+@pytest.mark.parametrize("name", TEXT)
+def test_text_metric_loads_offline(name, no_network, no_nltk_download, monkeypatch):
+    import evaluate
+
+    monkeypatch.setattr(fm, "_cache", {})  # force a real evaluate.load
+    module = load_metric(name)
+    assert isinstance(module, evaluate.EvaluationModule) and module.name == name
+    assert module.description.strip() and module.citation.strip() and module.inputs_description.strip()
+    out = module.compute(predictions=PREDS, references=REFS)
+    key = "rouge1" if name == "rouge" else name
+    assert type(out[key]) is float
+    assert no_network == [] and no_nltk_download == []
+
+
+EM_PREDS = ["Paris", "the answer is 42.", "New York!", "Ottawa", "1984", "cat"]
+EM_REFS = ["paris", "The answer is 41", "New York", "Ottawa", "  1984", "dog"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, matches",
+    [
+        ({}, ["Ottawa"]),
+        ({"ignore_case": True}, ["Paris", "Ottawa"]),
+        ({"ignore_punctuation": True}, ["New York", "Ottawa"]),
+        ({"ignore_numbers": True}, ["Ottawa"]),
+        ({"ignore_case": True, "ignore_punctuation": True, "ignore_numbers": True}, ["Paris", "answer", "NY", "Ottawa"]),
+        ({"regexes_to_ignore": [r"^\s+", r"\d+"]}, ["Ottawa", "1984"]),
+        ({"regexes_to_ignore": r"^\s+"}, ["Ottawa", "1984"]),  # one regex as a plain string
+        (
+            {"regexes_to_ignore": [r"^\s+", r"\d+"], "ignore_case": True, "ignore_punctuation": True},
+            ["Paris", "answer", "NY", "Ottawa", "1984"],
+        ),
+        # regexes run before case folding: "[A-Z]" deletes the capitals of the references only
+        ({"regexes_to_ignore": ["[A-Z]"], "ignore_case": True}, ["Ottawa"]),
+    ],
+)
+def test_exact_match_options(kwargs, matches):
+    got = load_metric("exact_match").compute(predictions=EM_PREDS, references=EM_REFS, **kwargs)
+    assert list(got) == ["exact_match"] and type(got["exact_match"]) is float
+    assert got["exact_match"] == pytest.approx(len(matches) / len(EM_PREDS))
+
+
+def test_exact_match_on_sentences():
+    got = load_metric("exact_match").compute(predictions=PREDS, references=REFS)["exact_match"]
+    assert got == pytest.approx(1 / 5)  # only the Paris sentence is identical
+
+
+def _expected_bleu(score) -> dict:
+    return {
+        "bleu": score.score / 100,
+        "precisions": [p / 100 for p in score.precisions],
+        "brevity_penalty": score.bp,
+        "length_ratio": score.sys_len / score.ref_len,
+        "translation_length": score.sys_len,
+        "reference_length": score.ref_len,
+    }
+
+
+def _assert_same_bleu(got: dict, score) -> None:
+    """`got` (our bleu module's result) agrees with a sacrebleu BLEUScore, key by key."""
+    expected = _expected_bleu(score)
+    assert list(got) == list(expected)
+    np.testing.assert_allclose(got.pop("precisions"), expected.pop("precisions"), rtol=1e-12)
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"lowercase": True}, {"tokenize": "char"}, {"tokenize": "none"}],
+    ids=["default", "lowercase", "char", "no-tokenizer"],
+)
+def test_bleu_matches_sacrebleu(kwargs):
+    got = load_metric("bleu").compute(predictions=PREDS, references=REFS, **kwargs)
+    _assert_same_bleu(dict(got), sacrebleu.corpus_bleu(PREDS, [REFS], **kwargs))
+    assert type(got["bleu"]) is float and 0.2 < got["bleu"] < 0.9
+    assert all(0 < p < 1 for p in got["precisions"]) and len(got["precisions"]) == 4
+    if kwargs:  # the option changes the score
+        assert got["bleu"] != pytest.approx(load_metric("bleu").compute(predictions=PREDS, references=REFS)["bleu"])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"smooth_method": "floor", "smooth_value": 0.2}, {"smooth_method": "add-k"}],
+    ids=["exp", "floor", "add-k"],
+)
+def test_bleu_smoothing_on_one_sentence(kwargs):
+    pred, ref = [PREDS[1]], [REFS[1]]  # no matching 3- or 4-gram: smoothing decides the score
+    got = load_metric("bleu").compute(predictions=pred, references=ref, **kwargs)
+    _assert_same_bleu(dict(got), sacrebleu.corpus_bleu(pred, [ref], **kwargs))
+    assert 0 < got["bleu"] < 0.5
+    if kwargs:
+        assert got["bleu"] != pytest.approx(load_metric("bleu").compute(predictions=pred, references=ref)["bleu"])
+
+
+def test_bleu_effective_order_on_a_short_sentence():
+    pred, ref = ["A man plays"], [REFS[1]]  # no 4-gram at all: BLEU is 0 unless the missing order is ignored
+    assert load_metric("bleu").compute(predictions=pred, references=ref)["bleu"] == 0
+    got = load_metric("bleu").compute(predictions=pred, references=ref, use_effective_order=True)
+    _assert_same_bleu(dict(got), sacrebleu.corpus_bleu(pred, [ref], use_effective_order=True))
+    assert got["bleu"] > 0.1
+
+
+def test_bleu_brevity_penalty_and_multiple_references():
+    short = [" ".join(p.split()[:5]) for p in PREDS]
+    got = load_metric("bleu").compute(predictions=short, references=REFS)
+    _assert_same_bleu(dict(got), sacrebleu.corpus_bleu(short, [REFS]))
+    assert 0 < got["brevity_penalty"] < 1 and got["length_ratio"] < 1
+
+    got = load_metric("bleu").compute(predictions=PREDS, references=MULTI_REFS)
+    _assert_same_bleu(dict(got), sacrebleu.corpus_bleu(PREDS, [REFS, REFS2]))
+    assert got["bleu"] > load_metric("bleu").compute(predictions=PREDS, references=REFS)["bleu"]
+
+    # a varying number of references: the same as repeating a lone reference (a duplicate changes nothing)
+    ragged = [[REFS[0]]] + MULTI_REFS[1:]
+    got = load_metric("bleu").compute(predictions=PREDS, references=ragged)
+    _assert_same_bleu(got, sacrebleu.corpus_bleu(PREDS, [REFS, [REFS[0]] + REFS2[1:]]))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"word_order": 2}, {"char_order": 4, "beta": 1}], ids=["chrF", "chrF++", "order4-beta1"]
+)
+def test_chrf_matches_sacrebleu(kwargs):
+    got = load_metric("chrf").compute(predictions=PREDS, references=REFS, **kwargs)
+    assert list(got) == ["chrf"] and type(got["chrf"]) is float
+    assert got["chrf"] == pytest.approx(sacrebleu.corpus_chrf(PREDS, [REFS], **kwargs).score, rel=1e-12)
+    assert 30 < got["chrf"] < 95  # sacrebleu's 0-100 scale, non-trivial
+    got = load_metric("chrf").compute(predictions=PREDS, references=MULTI_REFS, **kwargs)["chrf"]
+    assert got == pytest.approx(sacrebleu.corpus_chrf(PREDS, [REFS, REFS2], **kwargs).score, rel=1e-12)
+
+
+def test_chrf_lowercase():
+    upper = [p.upper() for p in PREDS]
+    got = load_metric("chrf").compute(predictions=upper, references=REFS, lowercase=True)["chrf"]
+    lowered = sacrebleu.corpus_chrf([p.lower() for p in upper], [[r.lower() for r in REFS]]).score
+    assert got == pytest.approx(lowered, rel=1e-12)
+    assert got > load_metric("chrf").compute(predictions=upper, references=REFS)["chrf"] + 20
+
+
+ROUGE_TYPES = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
+# rougeLsum splits on newlines: give some texts several lines so that it differs from rougeL
+SUMMARY_PREDS = PREDS[:3] + ["The results were published in 2021.\nThat was two years later.", PREDS[4]]
+SUMMARY_REFS = REFS[:3] + ["That was two years earlier.\nThe results were published in 2019.", REFS[4]]
+
+
+def _rouge_per_example(preds, refs, types=ROUGE_TYPES, use_stemmer=False, multi=False):
+    scorer = rouge_scorer.RougeScorer(types, use_stemmer=use_stemmer)
+    scores = [scorer.score_multi(r, p) if multi else scorer.score(r, p) for p, r in zip(preds, refs)]
+    return {t: [s[t].fmeasure for s in scores] for t in types}
+
+
+@pytest.mark.parametrize("use_stemmer", [False, True], ids=["plain", "stemmed"])
+def test_rouge_matches_rouge_score(use_stemmer):
+    rouge = load_metric("rouge")
+    expected = _rouge_per_example(SUMMARY_PREDS, SUMMARY_REFS, use_stemmer=use_stemmer)
+    got = rouge.compute(predictions=SUMMARY_PREDS, references=SUMMARY_REFS, use_stemmer=use_stemmer)
+    assert list(got) == ROUGE_TYPES and all(type(v) is float for v in got.values())
+    for t in ROUGE_TYPES:
+        assert got[t] == pytest.approx(float(np.mean(expected[t])), rel=1e-12)
+        assert 0.3 < got[t] < 0.95
+    assert got["rougeLsum"] != pytest.approx(got["rougeL"])
+
+    per = rouge.compute(
+        predictions=SUMMARY_PREDS, references=SUMMARY_REFS, use_stemmer=use_stemmer, use_aggregator=False
+    )
+    assert list(per) == ROUGE_TYPES
+    for t in ROUGE_TYPES:
+        assert all(type(v) is float for v in per[t])
+        np.testing.assert_allclose(per[t], expected[t], rtol=1e-12)
+
+
+def test_rouge_stemmer_types_and_multiple_references():
+    rouge = load_metric("rouge")
+    plain = rouge.compute(predictions=PREDS, references=REFS, rouge_types=["rouge1"])
+    stemmed = rouge.compute(predictions=PREDS, references=REFS, rouge_types=["rouge1"], use_stemmer=True)
+    assert list(plain) == ["rouge1"] and stemmed["rouge1"] > plain["rouge1"]  # jumps/jumped, dog/dogs ...
+
+    got = rouge.compute(predictions=PREDS, references=MULTI_REFS, rouge_types=["rouge2", "rougeL"])
+    expected = _rouge_per_example(PREDS, MULTI_REFS, types=["rouge2", "rougeL"], multi=True)
+    assert got == pytest.approx({t: float(np.mean(v)) for t, v in expected.items()}, rel=1e-12)
+
+    got = rouge.compute(predictions=PREDS, references=REFS, rouge_types=["rouge1"], tokenizer=str.split)
+    scorer = rouge_scorer.RougeScorer(["rouge1"], tokenizer=type("T", (), {"tokenize": staticmethod(str.split)}))
+    expected = np.mean([scorer.score(r, p)["rouge1"].fmeasure for p, r in zip(PREDS, REFS)])
+    assert got["rouge1"] == pytest.approx(float(expected)) and got["rouge1"] != pytest.approx(plain["rouge1"])
+
+
+def test_compute_text_metrics_keys_and_values(no_network, no_nltk_download):
+    out = compute_text_metrics(["exact_match", "bleu", "chrf", "rouge"], PREDS, REFS)
+    assert list(out) == ["exact_match", "bleu", "chrf", "rouge1", "rouge2", "rougeL"]
+    assert all(type(v) is float for v in out.values())
+    assert out["exact_match"] == pytest.approx(1 / 5)
+    assert out["bleu"] == pytest.approx(sacrebleu.corpus_bleu(PREDS, [REFS]).score / 100)
+    assert out["chrf"] == pytest.approx(sacrebleu.corpus_chrf(PREDS, [REFS]).score)
+    expected = _rouge_per_example(PREDS, REFS)
+    for t in ["rouge1", "rouge2", "rougeL"]:
+        assert out[t] == pytest.approx(float(np.mean(expected[t])))
+
+    # individual ROUGE names, in the order given; repeats collapse
+    out2 = compute_text_metrics(["rougeL", "bleu", "rouge1", "rougeL"], PREDS, REFS)
+    assert list(out2) == ["rougeL", "bleu", "rouge1"]
+    assert out2 == pytest.approx({k: out[k] for k in out2})
+    assert list(compute_text_metrics(["rouge2"], PREDS, MULTI_REFS)) == ["rouge2"]
+    assert no_network == [] and no_nltk_download == []
+
+
+def test_compute_text_metrics_rejects_bad_input(no_network):
+    with pytest.raises(ValueError, match="5 predictions but 4 references"):
+        compute_text_metrics(["bleu"], PREDS, REFS[:4])
+    with pytest.raises(ValueError, match="at least one prediction"):
+        compute_text_metrics(["bleu"], [], [])
+    with pytest.raises(ValueError, match="not bundled with ftcli"):
+        compute_text_metrics(["no_such_text_metric_xyz"], PREDS, REFS)
+    assert no_network == []

@@ -51,30 +51,10 @@ def _schema_keys(model: type[BaseModel], seen: set | None = None) -> set[str]:
 SCHEMA_KEYS = sorted(_schema_keys(Recipe))
 assert {"task", "model", "data", "train", "name_or_path", "output_dir", "target_modules"} <= set(SCHEMA_KEYS)
 
-# Bugs found by these properties, each pinned by an xfail(strict=True) regression test below. They are
-# recognised narrowly (exception type, message, and the function that raised it), so the properties keep
-# passing while they are open yet still fail on any *other* non-UserError. When one is fixed its regression
-# test XPASSes, which fails (strict): delete its entry here at the same time.
+# Open bugs found by these properties, recognised narrowly so the properties can keep running while one is
+# being fixed (each then gets an xfail(strict=True) regression test below). Entries:
 #   (bug, exception types, text in its message, function in its traceback, file it was raised in)
-KNOWN_BUGS = [
-    # parse_recipe: `task not in TASK_METRICS` hashes the task value, so `task: []` -> TypeError.
-    ("unhashable-task", (TypeError,), "unhashable type", "_metric_problems", "ftcli/recipe.py"),
-    # read_yaml: _StrictLoader.construct_mapping hashes each key before PyYAML's own checks, and walks
-    # node.value as (key, value) pairs before checking it is a mapping node: `{[a]: 1}`, `? [a]`,
-    # `!!set 0`, `!!map [1]` -> TypeError / ValueError.
-    ("strict-loader", (TypeError, ValueError), "", "construct_mapping", "ftcli/recipe.py"),
-    # read_yaml catches only yaml.YAMLError, but PyYAML's scalar constructors raise plain Python errors for
-    # a tagged scalar that doesn't fit its tag: `!!int`, `!!int ;`, `!!float x`, `!!bool x`,
-    # `!!timestamp x` -> IndexError / ValueError / KeyError / AttributeError.
-    ("yaml-tagged-scalar", (IndexError, ValueError, KeyError, AttributeError), "", "read_yaml",
-     "yaml/constructor.py"),
-    # resolve_paths: Path.resolve() of a path with a NUL (`output_dir: "a\0b"`) -> ValueError.
-    ("nul-in-path", (ValueError,), "embedded null byte", "_absolute", ""),
-    # resolve_paths: Path.expanduser() of `~unknownuser/x` -> RuntimeError.
-    ("unknown-user", (RuntimeError,), "Could not determine home directory", "_absolute", ""),
-    # resolve_paths: Path.exists() of a file name over 255 bytes -> OSError(ENAMETOOLONG).
-    ("name-too-long", (OSError,), "File name too long", "resolve_paths", ""),
-]
+KNOWN_BUGS: list = []  # none open
 
 
 def _known_bug(exc: BaseException) -> str | None:
@@ -132,31 +112,50 @@ def recipe_like(draw):
     return doc
 
 
-def _section_fields() -> dict[str | None, list[str]]:
-    fields: dict[str | None, list[str]] = {None: list(Recipe.model_fields)}
+def _fitting(annotation) -> st.SearchStrategy:
+    """Values of a field's declared type (range limits aside), to produce valid recipes too."""
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return st.sampled_from(args)
+    if origin is list:
+        return st.lists(_fitting(args[0]), max_size=3)
+    if args:  # a union (X | None, str | list[str])
+        return st.one_of([_fitting(a) for a in args])
+    simple = {type(None): st.none(), bool: st.booleans(), int: st.integers(1, 500), float: st.floats(0.01, 0.99),
+              str: st.text(max_size=10)}
+    return simple.get(annotation, light)  # dicts, models: anything
+
+
+def _section_fields() -> dict[str | None, dict[str, st.SearchStrategy]]:
+    """Each section's keys (None: the top level), with a strategy for values that fit each."""
+    fields: dict = {None: {name: light for name in Recipe.model_fields}}
     for name, field in Recipe.model_fields.items():
         for member in getattr(field.annotation, "__args__", (field.annotation,)):
             if isinstance(member, type) and issubclass(member, BaseModel):
-                fields[name] = list(member.model_fields)
+                fields[name] = {key: _fitting(f.annotation) for key, f in member.model_fields.items()}
     return fields
 
 
 SECTION_FIELDS = _section_fields()
-# Values a field of each kind accepts, plus their near misses, so that mutants are often valid.
+assert {"model", "data", "train", "lora"} <= set(SECTION_FIELDS)
 field_values = st.one_of(light, st.integers(-2, 300), st.floats(-1, 2), st.sampled_from(
-    ["linear", "stop", "skip", "all-linear", "accuracy", "f1", "perplexity", "loss", "x.jsonl", "", "0"]),
-    st.lists(st.sampled_from(["q_proj", "accuracy", "loss", "none", "f1"]), max_size=3))
+    ["linear", "stop", "skip", "all-linear", "accuracy", "f1", "perplexity", "loss", "x.jsonl", "", "0"]))
 
 
 @st.composite
 def mutated_recipe(draw):
-    """A valid minimal recipe with a few keys of real sections set to random (often fitting) values."""
+    """A valid minimal recipe with a few keys of real sections set to random values: often ones of
+    the field's type (so that many mutants are valid), sometimes anything."""
     doc = {"task": draw(st.sampled_from(["causal-lm", "sequence-classification"])),
            "model": {"name_or_path": "m"}, "data": {"train": "t.jsonl"}}
-    for _ in range(draw(st.integers(0, 4))):
-        section = draw(st.sampled_from(sorted(SECTION_FIELDS, key=str)))
-        key = draw(st.one_of(st.sampled_from(SECTION_FIELDS[section]), keys))
-        value = draw(field_values)
+    sections_first = [name for name in SECTION_FIELDS if name is not None] * 3 + [None]  # top level: rarer
+    for _ in range(draw(st.sampled_from([0, 1, 1, 2, 3]))):
+        section = draw(st.sampled_from(sections_first))
+        key = draw(st.one_of(st.sampled_from(sorted(SECTION_FIELDS[section])), keys))
+        fits = SECTION_FIELDS[section].get(key, field_values)
+        value = draw(st.one_of(fits, fits, field_values))
         if section is None:
             doc[key] = value
         else:
@@ -178,8 +177,8 @@ documents = st.one_of(values, recipe_like(), mutated_recipe(), mutated_recipe())
 def test_parse_recipe_returns_a_recipe_or_raises_user_error(doc):
     recipe = _check_loader(lambda: parse_recipe(doc))
     if recipe is not None:  # whatever got through is well-formed
-        assert recipe.task in ("causal-lm", "sequence-classification") and recipe.eval.metrics
-        assert isinstance(recipe.data.train, str)
+        assert recipe.task in ("causal-lm", "sequence-classification")
+        assert isinstance(recipe.data.train, str) and isinstance(recipe.eval.metrics, list)
 
 
 _YAML_DIR = tempfile.TemporaryDirectory(prefix="ftcli-yaml-")
@@ -197,7 +196,9 @@ recipe_yaml = st.builds(
     lambda task, rest: f"task: {task}\nmodel:\n  name_or_path: m\ndata:\n  train: t.jsonl\n{rest}",
     st.one_of(st.sampled_from(["causal-lm", "sequence-classification"]), st.text(max_size=10)),
     st.lists(yaml_tokens, max_size=30).map("".join))
-yaml_texts = st.one_of(st.text(), st.lists(yaml_tokens, max_size=40).map("".join), recipe_yaml)
+dumped = mutated_recipe().map(lambda doc: yaml.safe_dump(doc, allow_unicode=True))  # valid YAML, often a valid recipe
+yaml_texts = st.one_of(st.text(), st.lists(yaml_tokens, max_size=40).map("".join), recipe_yaml, dumped,
+                       st.tuples(dumped, yaml_tokens).map("".join))
 
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -230,24 +231,24 @@ def test_a_recipe_can_never_execute_code(tmp_path, monkeypatch):
     assert not marker.exists()
 
 
-# Regression tests for the bugs the properties found (see KNOWN_BUGS): minimal inputs that must give a
-# UserError. Each also checks that KNOWN_BUGS recognises its failure, so the filter cannot go stale.
+# Regression tests for the bugs the properties found (all fixed): minimal inputs that must give a UserError.
 
-BUG_CASES = [
-    ("unhashable-task", {"task": [], "model": {}, "data": {"train": "x"}}),
-    ("strict-loader", "{[a]: 1}\n"),  # a complex (unhashable) key
-    ("strict-loader", "!!set 0\n"),  # a mapping tag on a scalar
-    ("yaml-tagged-scalar", "!!int\n"),
-    ("yaml-tagged-scalar", "train: !!float x\n"),
-    ("nul-in-path", 'task: causal-lm\nmodel: {}\ndata: {train: x}\ntrain: {output_dir: "a\\0b"}\n'),
-    ("unknown-user", "task: causal-lm\nmodel: {}\ndata: {train: ~no_such_user_ftcli/x.jsonl}\n"),
-    ("name-too-long", f"task: causal-lm\nmodel: {{}}\ndata: {{train: {'a' * 300}}}\n"),
+BUG_CASES = [  # (bug, what it used to raise, input: a dict for parse_recipe, text for load_recipe)
+    ("unhashable-task", TypeError, {"task": [], "model": {}, "data": {"train": "x"}}),
+    ("strict-loader", TypeError, "{[a]: 1}\n"),  # a complex (unhashable) key
+    ("strict-loader", ValueError, "!!set 0\n"),  # a mapping tag on a scalar
+    ("yaml-tagged-scalar", IndexError, "!!int\n"),
+    ("yaml-tagged-scalar", ValueError, "train: !!float x\n"),
+    ("nul-in-path", ValueError, 'task: causal-lm\nmodel: {}\ndata: {train: x}\ntrain: {output_dir: "a\\0b"}\n'),
+    ("unknown-user", RuntimeError, "task: causal-lm\nmodel: {}\ndata: {train: ~no_such_user_ftcli/x.jsonl}\n"),
+    ("name-too-long", OSError, f"task: causal-lm\nmodel: {{}}\ndata: {{train: {'a' * 300}}}\n"),
 ]
 
 
 @pytest.mark.parametrize("bug, doc", [
-    pytest.param(bug, doc, marks=pytest.mark.xfail(strict=True, reason=f"BUG {bug}: see KNOWN_BUGS"))
-    for bug, doc in BUG_CASES])
+    pytest.param(bug, doc, id=f"{bug}-{i}",
+                 )
+    for i, (bug, kind, doc) in enumerate(BUG_CASES)])
 def test_known_bug_inputs_give_a_user_error(bug, doc, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "r.yaml"
@@ -263,8 +264,6 @@ def test_known_bug_inputs_give_a_user_error(bug, doc, tmp_path, monkeypatch):
     raise AssertionError("accepted")
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="BUG: deeply nested YAML ([[[...]]] x5000) raises RecursionError in PyYAML, not UserError")
 def test_deeply_nested_yaml_is_a_user_error(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("[" * 5000 + "]" * 5000, encoding="utf-8")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
+from collections.abc import Hashable
 from typing import Any, Literal
 
 import yaml
@@ -118,7 +119,7 @@ class TrainSection(Section):
 
 
 class EvalSection(Section):
-    metrics: list[str] | None = Field(None, description="Defaults per task: classification accuracy+f1, "
+    metrics: list[str] | None = Field(None, min_length=1, description="Defaults per task: classification accuracy+f1, "
                                                          "causal-lm perplexity+loss.")
     batch_size: int = Field(16, gt=0)
     generate: bool = Field(False, description="causal-lm SFT: also generate responses for the eval rows "
@@ -178,7 +179,7 @@ def _metric_problems(raw: dict) -> list[str]:
     """Metric names depend on the task, so they are checked beside the schema (and always run,
     even when other fields fail, so that every problem is reported at once)."""
     task, section, train = raw.get("task"), raw.get("eval"), raw.get("train")
-    if task not in TASK_METRICS:
+    if not isinstance(task, str) or task not in TASK_METRICS:
         return []
     allowed = TASK_METRICS[task]
     names = section.get("metrics") if isinstance(section, dict) else None
@@ -279,13 +280,16 @@ class _StrictLoader(yaml.SafeLoader):
     so a recipe with two `train:` sections would silently lose the first)."""
 
     def construct_mapping(self, node, deep=False):
-        seen: dict = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key}' (first at line {seen[key] + 1})", key_node.start_mark)
-            seen[key] = key_node.start_mark.line
+        if isinstance(node, yaml.MappingNode):  # anything else: PyYAML's own error
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, Hashable):
+                    break  # PyYAML reports unhashable keys itself
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key '{key}' (first at line {seen[key] + 1})", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
 
@@ -307,6 +311,11 @@ def read_yaml(path: str | Path) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise UserError(f"{path}: YAML syntax error at {where}{problem}") from None
+    except RecursionError:
+        raise UserError(f"{path}: YAML nested too deeply to be a recipe") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # PyYAML's tag constructors (`!!int x`, `!!timestamp y`) raise plain Python errors.
+        raise UserError(f"{path}: YAML value does not fit its tag: {type(exc).__name__}: {exc}") from None
 
 
 def _parse_value(text: str) -> Any:
@@ -353,12 +362,19 @@ def _absolute(value: str | None, base: Path, always: bool = False) -> str | None
     return str((base / Path(value).expanduser()).resolve())
 
 
-def resolve_paths(recipe: Recipe, base: Path | None = None) -> Recipe:
+def resolve_paths(recipe: Recipe, base: Path | None = None, source: str = "recipe") -> Recipe:
     base = base or Path.cwd()
-    recipe.model.name_or_path = _absolute(recipe.model.name_or_path, base)
-    recipe.data.train = _absolute(recipe.data.train, base)
-    recipe.data.eval = _absolute(recipe.data.eval, base)
-    recipe.train.output_dir = _absolute(recipe.train.output_dir, base, always=True)
+    fields = [(recipe.model, "name_or_path", "model.name_or_path", False), (recipe.data, "train", "data.train", False),
+              (recipe.data, "eval", "data.eval", False), (recipe.train, "output_dir", "train.output_dir", True)]
+    problems = []
+    for section, name, key, always in fields:
+        value = getattr(section, name)
+        try:
+            setattr(section, name, _absolute(value, base, always))
+        except (ValueError, RuntimeError, OSError) as exc:  # NUL bytes, ~nouser, names too long
+            problems.append(f"{key}: not a usable path ({exc}): {value!r}")
+    if problems:
+        raise RecipeError(source, problems)
     return recipe
 
 
@@ -369,7 +385,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         if not isinstance(raw, dict):
             parse_recipe(raw, str(path))  # raises the top-level-shape error
         raw = apply_overrides(raw, overrides)
-    return resolve_paths(parse_recipe(raw, str(path)))
+    return resolve_paths(parse_recipe(raw, str(path)), source=str(path))
 
 
 def dump_recipe(recipe: Recipe) -> str:

@@ -1,13 +1,6 @@
 """Scaffolding shared by the bundled scikit-learn classification metrics (accuracy, f1, precision, ...).
 
-Each metric script (`<name>/<name>.py`) imports this module absolutely (`from ftcli.metrics._sklearn import
-...`): `evaluate.load` only checks that such a library import is importable, and the script then uses the
-installed copy (it is not copied next to the script, so an edit here needs no cache busting).
-
-`evaluate.load` instantiates the *first* non-abstract `evaluate.EvaluationModule` subclass it finds in the
-script's namespace, imported names included. So nothing here subclasses `EvaluationModule`: `SklearnMetric`
-and `AveragedSklearnMetric` are plain mixins, and a script defines `class F1(AveragedSklearnMetric,
-evaluate.Metric)`, which stays the only EvaluationModule subclass in its namespace.
+Imported absolutely by the metric scripts; see `_base.py` for the rules evaluate's module loading imposes.
 """
 
 from __future__ import annotations
@@ -15,8 +8,9 @@ from __future__ import annotations
 from typing import Any, Callable, ClassVar
 
 import datasets
-import evaluate
 import numpy as np
+
+from ftcli.metrics._base import MetricInfoMixin
 
 SKLEARN_CITATION = """
 @article{scikit-learn,
@@ -57,32 +51,20 @@ def _as_python(score: Any) -> float | list[float]:
     return float(score) if np.ndim(score) == 0 else [float(s) for s in score]
 
 
-class SklearnMetric:
+class SklearnMetric(MetricInfoMixin):
     """Mixin for a metric computed by one sklearn function `_score_fn(y_true, y_pred, **kwargs)`.
 
     Subclasses set `_key` (the result key), `_score_fn = staticmethod(<sklearn function>)`, `_description`,
-    `_kwargs_description`, `_reference_url` and optionally `_citation`. (Underscored: `EvaluationModule` has
-    public `description`/`citation` properties that these must not shadow.) `compute()` kwargs other than
-    predictions/references go to `_score_fn`.
+    `_kwargs_description`, `_reference_urls` and optionally `_citation` (default: scikit-learn's).
+    `compute()` kwargs other than predictions/references go to `_score_fn`.
     """
 
     _key: ClassVar[str]
     _score_fn: ClassVar[Callable[..., Any]]
-    _description: ClassVar[str]
-    _kwargs_description: ClassVar[str]
-    _reference_url: ClassVar[str]
     _citation: ClassVar[str] = SKLEARN_CITATION
 
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=self._description,
-            citation=self._citation,
-            inputs_description=self._kwargs_description,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
-            ),
-            reference_urls=[self._reference_url],
-        )
+    def _features(self):
+        return datasets.Features({"predictions": datasets.Value("int32"), "references": datasets.Value("int32")})
 
     def _compute(self, predictions, references, **kwargs):
         return {self._key: _as_python(self._score_fn(references, predictions, **kwargs))}

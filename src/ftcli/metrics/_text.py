@@ -1,14 +1,15 @@
-"""Helpers shared by the bundled text metrics (bleu, chrf, rouge).
+"""Helpers shared by the bundled text metrics (exact_match, bleu, chrf, rouge).
 
-Imported absolutely by the metric scripts (`from ftcli.metrics._text import ...`); see `_sklearn.py` for why
-nothing here may subclass `evaluate.EvaluationModule`.
+Imported absolutely by the metric scripts; see `_base.py` for the rules evaluate's module loading imposes.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import ClassVar, Optional, Sequence, Union
 
 import datasets
+
+from ftcli.metrics._base import MetricInfoMixin
 
 
 def text_features(multi_reference: bool = True) -> Union[datasets.Features, list]:
@@ -44,3 +45,13 @@ def reference_streams(references: Sequence[Union[str, Sequence[str]]]) -> list[l
         raise ValueError("every prediction needs at least one reference")
     width = max((len(r) for r in refs), default=0)
     return [[r[i] if i < len(r) else None for r in refs] for i in range(width)]
+
+
+class TextMetric(MetricInfoMixin):
+    """Mixin for a metric on string predictions and string references (several per prediction unless
+    `_multi_reference` is False). Subclasses set the `MetricInfoMixin` attributes and `_compute`."""
+
+    _multi_reference: ClassVar[bool] = True
+
+    def _features(self):
+        return text_features(self._multi_reference)

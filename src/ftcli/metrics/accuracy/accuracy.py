@@ -32,7 +32,7 @@ class Accuracy(SklearnMetric, evaluate.Metric):
     _score_fn = staticmethod(accuracy_score)
     _description = _DESCRIPTION
     _kwargs_description = _KWARGS_DESCRIPTION
-    _reference_url = "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.accuracy_score.html"
+    _reference_urls = ["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.accuracy_score.html"]
 
     def _compute(self, predictions, references, normalize=True, sample_weight=None):
         return super()._compute(predictions, references, normalize=normalize, sample_weight=sample_weight)

@@ -19,4 +19,4 @@ class F1(AveragedSklearnMetric, evaluate.Metric):
     _score_fn = staticmethod(f1_score)
     _description = _DESCRIPTION
     _kwargs_description = _KWARGS_DESCRIPTION
-    _reference_url = "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html"
+    _reference_urls = ["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html"]

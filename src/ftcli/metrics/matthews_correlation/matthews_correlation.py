@@ -45,7 +45,7 @@ class MatthewsCorrelation(SklearnMetric, evaluate.Metric):
     _description = _DESCRIPTION
     _kwargs_description = _KWARGS_DESCRIPTION
     _citation = _CITATION
-    _reference_url = "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.matthews_corrcoef.html"
+    _reference_urls = ["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.matthews_corrcoef.html"]
 
     def _compute(self, predictions, references, sample_weight=None):
         return super()._compute(predictions, references, sample_weight=sample_weight)

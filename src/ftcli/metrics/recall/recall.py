@@ -19,4 +19,4 @@ class Recall(AveragedSklearnMetric, evaluate.Metric):
     _score_fn = staticmethod(recall_score)
     _description = _DESCRIPTION
     _kwargs_description = _KWARGS_DESCRIPTION
-    _reference_url = "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.recall_score.html"
+    _reference_urls = ["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.recall_score.html"]
