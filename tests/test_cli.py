@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -33,16 +34,15 @@ def stderr_of(result) -> str:
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch):
-    """A cwd with SFT data, plain-text data, a model dir that check_model_source accepts, and no runs."""
+def project(tmp_path, monkeypatch, tiny_llama):
+    """A cwd with SFT data, plain-text data, a model dir (the tiny Llama), and no runs."""
     tmp_path = tmp_path.resolve()
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sft.jsonl").write_text(
         "".join(json.dumps({"prompt": f"q{i}", "response": f"a{i}"}) + "\n" for i in range(20)), encoding="utf-8")
     (tmp_path / "text.jsonl").write_text(
         "".join(json.dumps({"text": f"line {i}"}) + "\n" for i in range(10)), encoding="utf-8")
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "config.json").write_text("{}", encoding="utf-8")
+    shutil.copytree(tiny_llama, tmp_path / "model")
     return tmp_path
 
 

@@ -425,3 +425,13 @@ def test_a_key_that_starts_a_valid_key_is_suggested():
     recipe["model"] = {"name": "x"}
     (msg,) = problems(recipe)
     assert msg == "model.name: unknown key — did you mean name_or_path?"
+
+
+def test_readme_recipe_reference_is_the_schema():
+    """The README's recipe block is `ftcli schema` verbatim: docs come from the schema."""
+    from ftcli.recipe import reference_yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"```yaml\n{reference_yaml()}```" in readme
+    parsed = yaml.safe_load(reference_yaml().replace("REQUIRED", "data/train.jsonl"))
+    assert parse_recipe(parsed).data.train == "data/train.jsonl"  # the reference is itself a valid recipe

@@ -243,6 +243,14 @@ def validate(recipe: RecipeArg, set_: SetOption = None):
                f"\n  output: {report['output_dir']}")
 
 
+@app.command()
+def schema():
+    """Print every recipe key with its default and meaning (commented YAML)."""
+    from ftcli.recipe import reference_yaml
+
+    typer.echo(reference_yaml(), nl=False)
+
+
 @app.command("import-gguf")
 @guarded
 def import_gguf(

@@ -394,3 +394,33 @@ def dump_recipe(recipe: Recipe) -> str:
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:
     Path(path).write_text(dump_recipe(recipe), encoding="utf-8")
+
+
+def reference_yaml() -> str:
+    """Every recipe key with its default and description, as commented YAML: the recipe reference in
+    README and `ftcli schema` both come from here, so the docs cannot drift from the schema."""
+    lines = ["task: causal-lm  # required: " + " | ".join(TASKS)]
+
+    def section(model: type[BaseModel], indent: str) -> None:
+        for name, field in model.model_fields.items():
+            nested = _nested_model(field.annotation)
+            note = f"  # {field.description}" if field.description else ""
+            if nested is not None and nested is not FewShotExample:
+                lines.append(f"{indent}{name}:{note}")
+                section(nested, indent + "  ")
+                continue
+            if field.is_required():
+                value = "REQUIRED"
+            else:
+                default = field.get_default(call_default_factory=True)
+                value = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("\n...")
+            lines.append(f"{indent}{name}: {value}{note}")
+
+    for name, field in Recipe.model_fields.items():
+        if name == "task":
+            continue
+        nested = _nested_model(field.annotation)
+        note = f"  # {field.description}" if field.description else ""
+        lines.append(f"{name}:{note}")
+        section(nested, "  ")
+    return "\n".join(lines) + "\n"
