@@ -159,6 +159,17 @@ def _device():
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _ready(settings: GenerateSection, default_seed: int) -> GenerateSection:
+    """Checked settings with the seed filled in and a few-shot file read (before any model loads)."""
+    _check_settings(settings)
+    update: dict = {}
+    if settings.seed is None:
+        update["seed"] = default_seed
+    if isinstance(settings.few_shot, str):
+        update["few_shot"] = read_few_shot_file(settings.few_shot)
+    return settings.model_copy(update=update) if update else settings
+
+
 def load_for_generation(target: str | Path | None = None, base: bool = False, model: str | None = None,
                         **options) -> Loaded:
     """Model, tokenizer, settings, chat flag and mode for generating from a run (`target`: run dir,
@@ -176,33 +187,26 @@ def load_for_generation(target: str | Path | None = None, base: bool = False, mo
                             "--run, --recipe or --base")
         source = ModelSection(name_or_path=str(model))
         check_model_source(source.name_or_path)
+        settings = _ready(settings_with(GenerateSection(), **options), TrainSection().seed)
         tokenizer = load_tokenizer(source)
         weights = load_model("causal-lm", source)
         chat = has_chat_template(tokenizer)
         mode = "sft" if chat else "text"
-        settings = settings_with(GenerateSection(), **options)
-        default_seed = TrainSection().seed
     else:
         run_dir = runs.resolve_run(target)
         recipe = runs.load_run_recipe(run_dir)
         if recipe.task != "causal-lm":
             raise UserError(f"{run_dir} is a {recipe.task} run; generate needs a causal-lm run",
                             hint="use `ftcli eval` for classification runs")
-        settings = settings_with(recipe.generate, **options)
+        settings = _ready(settings_with(recipe.generate, **options), recipe.train.seed)
         tuned = local_model(run_dir / runs.MODEL_DIR)
         tokenizer = load_tokenizer(tuned)
         weights = load_model("causal-lm", recipe.model if base else tuned)
         mode = (runs.read_train_results(run_dir) or {}).get("mode", "sft")
         # Plain-text runs learned continuation; SFT runs learned to answer a formatted prompt.
         chat = mode == "sft" and uses_chat_template(tokenizer, recipe.data.template)
-        default_seed = recipe.train.seed
-    _check_settings(settings)
-    if settings.seed is None:
-        settings = settings.model_copy(update={"seed": default_seed})
     if chat and settings.template is not None:
         log("generate.template is for plain prompts; this model uses its chat template instead")
-    if isinstance(settings.few_shot, str):
-        settings = settings.model_copy(update={"few_shot": read_few_shot_file(settings.few_shot)})
     return Loaded(weights.to(_device()).eval(), tokenizer, settings, chat, mode)
 
 
@@ -229,8 +233,8 @@ def _generate_kwargs(tokenizer, settings: GenerateSection) -> dict:
                       top_k=settings.top_k or 0, num_return_sequences=settings.num_return_sequences)
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    if settings.stop:
-        kwargs.update(stop_strings=list(settings.stop), tokenizer=tokenizer)
+    if any(settings.stop):
+        kwargs.update(stop_strings=[s for s in settings.stop if s], tokenizer=tokenizer)
     return kwargs
 
 
