@@ -104,3 +104,29 @@ def test_training_eval_without_eval_data_is_a_user_error(workdir, tiny_llama):
     recipe["data"]["eval_fraction"] = 0
     result = run_cli("finetune", str(write_recipe(workdir / "sft.yaml", recipe)))
     assert result.exit_code == 2 and "no eval data" in result.output
+
+
+def test_sft_eval_generates_and_scores_answers(workdir, tiny_llama):
+    from rouge_score import rouge_scorer
+
+    data = write_jsonl(workdir / "train.jsonl", repo_rows("pirate", 80))
+    recipe = sft_recipe(tiny_llama, data, max_steps=60)
+    recipe["eval"] = {"metrics": ["perplexity", "exact_match", "rouge", "chrf"]}
+    recipe["generate"]["max_new_tokens"] = 24
+    assert run_cli("finetune", str(write_recipe(workdir / "sft.yaml", recipe))).exit_code == 0
+
+    report = eval_json("--limit", "5")
+    assert set(report["tuned"]) == {"perplexity", "exact_match", "rouge1", "rouge2", "rougeL", "chrf"}
+    # The pirate answers share "Arr, matey! ... Yo ho ho!": the tuned model must overlap far more.
+    assert report["tuned"]["rouge1"] > report["base"]["rouge1"] + 0.1
+
+    saved = json.loads((workdir / "runs/sft/eval_results.json").read_text())
+    samples = saved["tuned_details"]["samples"]
+    assert len(samples) == 5 and all(s["generated"] for s in samples)
+    # With --limit 5 the saved samples are every scored answer: rouge_score directly must agree.
+    scorer = rouge_scorer.RougeScorer(["rouge1"])
+    direct = sum(scorer.score(s["reference"], s["generated"])["rouge1"].fmeasure for s in samples) / 5
+    assert report["tuned"]["rouge1"] == pytest.approx(direct)
+
+    human = run_cli("eval", "--limit", "3")
+    assert "generated:" in human.stdout and "reference:" in human.stdout
