@@ -186,7 +186,8 @@ def generate(
     one JSON object per prompt, in order: {"prompt": ..., "generated_text": ...} (a list with -n > 1).
     """
     from ftcli.errors import UserError
-    from ftcli.generation import chat_loop, load_for_generation, print_answers, read_prompts, write_results
+    from ftcli.generation import load_for_generation
+    from ftcli.generation_io import chat_loop, print_answers, read_prompts, write_results
 
     if model and (run or recipe or base):
         raise UserError("--model generates with a model directly; it cannot be combined with "
@@ -246,7 +247,7 @@ def validate(recipe: RecipeArg, set_: SetOption = None):
 @app.command()
 def schema():
     """Print every recipe key with its default and meaning (commented YAML)."""
-    from ftcli.recipe import reference_yaml
+    from ftcli.schema import reference_yaml
 
     typer.echo(reference_yaml(), nl=False)
 
