@@ -52,3 +52,11 @@ def shared_data(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"public data not found at {path} (only present on the project's own machines)")
     return path
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """A fresh current directory, as a user's project folder."""
+    tmp_path = tmp_path.resolve()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

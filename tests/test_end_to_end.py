@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -39,12 +38,6 @@ def eval_json(*args: str) -> dict:
     result = run_cli("eval", "--json", *args)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)  # stdout holds only the JSON object
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def test_sft_full_finetune_learns_and_writes_the_run_contract(workdir, tiny_llama):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import repo_rows, write_jsonl
-from test_end_to_end import eval_json, run_cli, sft_recipe, workdir, write_recipe  # noqa: F401 (fixture)
+from test_end_to_end import eval_json, run_cli, sft_recipe, write_recipe
 
 
 def classification_recipe(model, data, **train) -> dict:

@@ -57,12 +57,6 @@ def loaded(run):
     return load_for_generation(run)
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def tokenizer_of(path):
     from transformers import AutoTokenizer
 
@@ -127,7 +121,7 @@ def test_few_shot_from_a_jsonl_file_relative_to_the_cwd(workdir, tiny_llama, run
     (None, "few-shot file not found"),
     ("", "holds no examples"),
     ('{"prompt": "a"}\n', "needs string fields 'prompt' and 'response'"),
-    ("not json\n", "invalid JSON"),
+    ("not json\n", "not valid JSON"),
 ])
 def test_bad_few_shot_files_are_user_errors(workdir, run, content, message):
     if content is not None:

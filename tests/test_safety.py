@@ -276,11 +276,9 @@ def test_deeply_nested_yaml_is_a_user_error(tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch) -> Path:
-    tmp_path = tmp_path.resolve()
-    monkeypatch.chdir(tmp_path)
+def workdir(workdir, monkeypatch) -> Path:
     monkeypatch.delenv("FTCLI_DEBUG", raising=False)
-    return tmp_path
+    return workdir
 
 
 def tiny_recipe(workdir: Path, model: Path, output_dir: str = "runs/safe", **train) -> Path:

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +41,8 @@ def _decode(path: Path) -> str:
                         hint="re-save the file as UTF-8") from None
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file; DataError naming the line."""
     for number, line in enumerate(_decode(path).splitlines(), start=1):
         if not line.strip():
             continue
@@ -51,8 +52,11 @@ def _read_jsonl(path: Path) -> list[dict]:
             raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg}, column {exc.colno})") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}: line {number} is a JSON {type(row).__name__}, expected an object")
-        rows.append(row)
-    return rows
+        yield number, row
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [row for _, row in iter_jsonl(path)]
 
 
 def _read_json(path: Path) -> list[dict]:

@@ -16,7 +16,8 @@ from typing import IO
 
 from ftcli.errors import DataError, UserError
 from ftcli.generation import Loaded, _cut_at_stop, generate_ids, iter_generate, log
-from ftcli.prompting import _jsonl_rows, format_generation_prompt
+from ftcli.data import iter_jsonl
+from ftcli.prompting import format_generation_prompt
 
 ANSWER_SEPARATOR = "---"  # between the answers to one prompt on stdout (num_return_sequences > 1)
 EXIT_COMMAND = "/exit"
@@ -150,7 +151,7 @@ def read_prompts(path: str | Path) -> list[str]:
         raise UserError(f"prompts file not found: {path}")
     if path.suffix.lower() == ".jsonl":
         prompts = []
-        for number, row in _jsonl_rows(path):
+        for number, row in iter_jsonl(path):
             if not isinstance(row.get("prompt"), str):
                 raise DataError(f"{path}, line {number}: needs a string field 'prompt'")
             prompts.append(row["prompt"])

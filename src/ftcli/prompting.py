@@ -16,10 +16,10 @@ Prompt formats (one function, `format_generation_prompt`, builds them all):
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from ftcli.data import iter_jsonl
 from ftcli.errors import DataError, UserError
 from ftcli.schema import FewShotExample, GenerateSection
 
@@ -60,23 +60,6 @@ def _check_settings(settings: GenerateSection) -> None:
 
 # --- prompt formatting --------------------------------------------------------------------------------
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}, line {number}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}, line {number}: expected a JSON object")
-        yield number, row
-
-
 def read_few_shot_file(path: str | Path) -> list[FewShotExample]:
     """Few-shot examples from a .jsonl file of {"prompt": ..., "response": ...} objects (relative
     paths: the current directory)."""
@@ -86,7 +69,7 @@ def read_few_shot_file(path: str | Path) -> list[FewShotExample]:
                         "prompt/response pairs or the path of a .jsonl file of them (relative to the "
                         "current directory)")
     examples = []
-    for number, row in _jsonl_rows(path):
+    for number, row in iter_jsonl(path):
         if not isinstance(row.get("prompt"), str) or not isinstance(row.get("response"), str):
             raise DataError(f"{path}, line {number}: a few-shot example needs string fields "
                             "'prompt' and 'response'")
