@@ -130,3 +130,30 @@ def test_sft_eval_generates_and_scores_answers(workdir, tiny_llama):
 
     human = run_cli("eval", "--limit", "3")
     assert "generated:" in human.stdout and "reference:" in human.stdout
+
+
+def test_perplexity_is_exp_of_the_models_own_response_loss(workdir, tiny_llama):
+    """Checked against transformers' own loss on the same example (labels masked the same way)."""
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ftcli.data import load_splits
+    from ftcli.preprocess import tokenize
+    from ftcli.recipe import load_recipe
+
+    data = write_jsonl(workdir / "train.jsonl", repo_rows("pirate", 20))
+    path = write_recipe(workdir / "sft.yaml", sft_recipe(tiny_llama, data, max_steps=3))
+    assert run_cli("finetune", str(path)).exit_code == 0
+    report = eval_json("--limit", "1")
+
+    recipe = load_recipe(path)
+    row = load_splits(recipe).eval[:1]
+    tokenizer = AutoTokenizer.from_pretrained(workdir / "runs/sft/model")
+    example = tokenize("sft", row, tokenizer, recipe).examples[0]
+    model = AutoModelForCausalLM.from_pretrained(workdir / "runs/sft/model")
+    with torch.no_grad():
+        loss = model(input_ids=torch.tensor([example["input_ids"]]), labels=torch.tensor([example["labels"]])).loss
+    assert report["tuned"]["loss"] == pytest.approx(loss.item(), rel=1e-4)
+    assert report["tuned"]["perplexity"] == pytest.approx(math.exp(loss.item()), rel=1e-4)
