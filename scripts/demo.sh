@@ -1,12 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: teach SmolLM2-135M-Instruct to answer like a pirate (LoRA, CPU), then show the base
 # and tuned models side by side: metrics on held-out rows, and answers to questions it never saw.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
-ftcli() { .venv/bin/ftcli "$@"; }
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-start=$(date +%s)
+source "$(dirname "$0")/common.sh"
 
 step "1/3  ftcli finetune recipes/demo-smollm2-lora.yaml   (LoRA on data/pirate/train.jsonl)"
 ftcli finetune recipes/demo-smollm2-lora.yaml --overwrite

@@ -1,11 +1,6 @@
 #!/usr/bin/env bash
 # `make smoke-test`: the whole CLI loop on tiny models (built by `make tiny-models`), every step printed.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
-ftcli() { .venv/bin/ftcli "$@"; }
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-start=$(date +%s)
+source "$(dirname "$0")/common.sh"
 
 step "causal-lm SFT, tiny Llama: validate"
 ftcli validate recipes/smoke/tiny-llama-sft.yaml
