@@ -66,6 +66,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
     left, right = load_weights(a), load_weights(b)
     assert left.keys() == right.keys()
     worst = max((left[k] - right[k]).abs().max().item() for k in left)
+    print(f"max abs weight difference after resume: {worst:.3g}")
     assert worst <= 1e-5, f"max abs difference {worst}"
 
 
