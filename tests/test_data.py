@@ -105,7 +105,8 @@ def test_header_only_csv_has_no_rows(tmp_path):
         read_rows(str(path))
 
 
-@pytest.mark.parametrize("name, shown", [("d.txt", "'.txt'"), ("d.xlsx", "'.xlsx'"), ("noext", "(none)")])
+@pytest.mark.parametrize("name, shown", [("d.docx", "'.docx'"), ("d.xlsx", "'.xlsx'"), ("noext", "(none)"),
+                                         ("d.xlsx.gz", "'.xlsx'")])
 def test_unsupported_extension(tmp_path, name, shown):
     path = tmp_path / name
     path.write_text("text\nhello\n", encoding="utf-8")
@@ -511,3 +512,55 @@ def test_pad_collator_class_labels():
     assert batch["input_ids"].tolist() == [[5, 6, 0, 0], [9, 9, 9, 9]]
     assert batch["attention_mask"].tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
     assert batch["labels"].tolist() == [2, 0]
+
+
+
+# ---------------------------------------------------------------- plain text and gzip
+
+
+def test_txt_is_one_example_per_line_under_the_text_field(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text('first "quoted" line\n\n  \nsecond line\n', encoding="utf-8")
+    assert read_rows(str(path)) == [{"text": 'first "quoted" line'}, {"text": "second line"}]
+    assert read_rows(str(path), text_field="sentence") == [{"sentence": 'first "quoted" line'},
+                                                             {"sentence": "second line"}]
+
+
+@pytest.mark.parametrize("name", ["d.jsonl", "d.json", "d.csv", "d.tsv", "d.txt", "d.parquet"])
+def test_every_format_reads_the_same_gzipped(tmp_path, name):
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"text": 'a "b", c', "label": "x"}, {"text": "d", "label": "y"}]
+    plain = tmp_path / name
+    if name.endswith(".parquet"):
+        pq.write_table(pa.Table.from_pylist(rows), plain)
+    else:
+        body = {"d.jsonl": "".join(json.dumps(r) + "\n" for r in rows), "d.json": json.dumps(rows),
+                "d.csv": 'text,label\n"a ""b"", c",x\nd,y\n', "d.tsv": 'text\tlabel\na "b", c\tx\nd\ty\n',
+                "d.txt": 'a "b", c\nd\n'}[name]
+        plain.write_text(body, encoding="utf-8")
+    zipped = tmp_path / f"{name}.gz"
+    zipped.write_bytes(gzip.compress(plain.read_bytes()))
+    expected = read_rows(str(plain))
+    assert read_rows(str(zipped)) == expected
+    assert [r["text"] for r in expected] == ['a "b", c', "d"]
+
+
+def test_a_broken_gzip_file_is_named(tmp_path):
+    path = tmp_path / "d.jsonl.gz"
+    path.write_bytes(b"this is not gzip")
+    with pytest.raises(DataError, match="not a valid gzip file"):
+        read_rows(str(path))
+
+
+def test_a_txt_corpus_is_plain_text_language_modelling(tmp_path):
+    path = tmp_path / "corpus.txt.gz"
+    import gzip
+
+    path.write_bytes(gzip.compress("".join(f"line {i}\n" for i in range(10)).encode()))
+    recipe = parse_recipe({"task": "causal-lm", "model": {}, "data": {"train": str(path), "text_field": "body"}})
+    splits = load_splits(recipe)
+    assert splits.mode == "text" and len(splits.train) == 9 and splits.train[0]["body"].startswith("line")

@@ -7,6 +7,7 @@ error name the file and line, which users need far more than a generic parser ex
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import random
@@ -17,7 +18,7 @@ from pathlib import Path
 from ftcli.errors import DataError
 from ftcli.recipe import Recipe
 
-SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
+SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")  # each also gzipped (.gz)
 
 
 @dataclass
@@ -31,8 +32,25 @@ class Splits:
     columns: list[str] = field(default_factory=list)
 
 
-def _decode(path: Path) -> str:
+def _raw_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped when it ends in .gz."""
     raw = path.read_bytes()
+    if path.suffix.lower() != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: not a valid gzip file ({exc})") from None
+
+
+def _format_suffix(path: Path) -> str:
+    """The data format's suffix: `train.jsonl.gz` is JSONL."""
+    suffix = path.suffix.lower()
+    return Path(path.stem).suffix.lower() if suffix == ".gz" else suffix
+
+
+def _decode(path: Path) -> str:
+    raw = _raw_bytes(path)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -86,7 +104,7 @@ def _read_parquet(path: Path) -> list[dict]:
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(path).to_pylist()
+        return pq.read_table(io.BytesIO(_raw_bytes(path))).to_pylist()
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise DataError(f"{path}: cannot read parquet: {exc}") from None
 
@@ -106,8 +124,14 @@ def looks_like_file(source: str) -> bool:
     return source.startswith((".", "/", "~")) or Path(source).suffix != ""
 
 
-def read_rows(source: str) -> list[dict]:
-    """All rows of a data source, as dicts. Raises DataError naming the file and what is wrong."""
+def _read_text_lines(path: Path, field_name: str) -> list[dict]:
+    """Plain text, one example per line (blank lines skipped), under the recipe's text field."""
+    return [{field_name: line} for line in _decode(path).splitlines() if line.strip()]
+
+
+def read_rows(source: str, text_field: str = "text") -> list[dict]:
+    """All rows of a data source, as dicts. Raises DataError naming the file and what is wrong.
+    A .txt file gives one row per line, its text under `text_field`."""
     path = Path(source).expanduser()
     if not path.exists():
         if looks_like_file(source):
@@ -115,12 +139,13 @@ def read_rows(source: str) -> list[dict]:
         return _read_hub(source)
     if path.is_dir():
         raise DataError(f"{source} is a directory; name a data file ({', '.join(SUFFIXES)})")
-    suffix = path.suffix.lower()
+    suffix = _format_suffix(path)
     readers = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_parquet,
-               ".csv": lambda p: _read_delimited(p, ","), ".tsv": lambda p: _read_delimited(p, "\t")}
+               ".csv": lambda p: _read_delimited(p, ","), ".tsv": lambda p: _read_delimited(p, "\t"),
+               ".txt": lambda p: _read_text_lines(p, text_field)}
     if suffix not in readers:
         raise DataError(f"{source}: unsupported file type '{suffix or '(none)'}'",
-                        hint=f"use one of {', '.join(SUFFIXES)}")
+                        hint=f"use one of {', '.join(SUFFIXES)}, or any of them gzipped (.gz)")
     rows = readers[suffix](path)
     if not rows:
         raise DataError(f"{source}: no rows")
@@ -171,7 +196,7 @@ def _keep_complete(rows: list[dict], fields: tuple[str, ...]) -> tuple[list[dict
 def load_splits(recipe: Recipe) -> Splits:
     """Train and eval rows for a recipe: read, check fields, drop incomplete rows, split (seeded)."""
     d, seed = recipe.data, recipe.train.seed
-    train = read_rows(d.train)
+    train = read_rows(d.train, d.text_field)
     columns = _columns(train)
     mode = choose_mode(recipe, columns, d.train)
     fields = required_fields(recipe, mode)
@@ -181,7 +206,7 @@ def load_splits(recipe: Recipe) -> Splits:
     dropped = {"train_incomplete": dropped_train}
 
     if d.eval:
-        eval_rows = read_rows(d.eval)
+        eval_rows = read_rows(d.eval, d.text_field)
         missing = [f for f in fields if f not in _columns(eval_rows)]
         if missing:
             raise DataError(f"{d.eval}: field(s) {', '.join(missing)} not found; "
