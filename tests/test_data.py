@@ -116,9 +116,21 @@ def test_unsupported_extension(tmp_path, name, shown):
     assert ".jsonl" in info.value.hint
 
 
-def test_directory_is_an_error(tmp_path):
-    with pytest.raises(DataError, match="is a directory"):
+def test_a_folder_without_data_files_is_an_error(tmp_path):
+    (tmp_path / "notes.md").write_text("# not data\n", encoding="utf-8")
+    with pytest.raises(DataError, match="is a folder with no data files"):
         read_rows(str(tmp_path))
+
+
+def test_a_folder_reads_every_data_file_in_sorted_order(tmp_path):
+    import gzip
+
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "2.jsonl.gz").write_bytes(gzip.compress(b'{"text": "third"}\n'))
+    (tmp_path / "a.txt").write_text("first\nsecond\n", encoding="utf-8")
+    (tmp_path / "README.md").write_text("ignored\n", encoding="utf-8")
+    (tmp_path / ".hidden.jsonl").write_text('{"text": "ignored"}\n', encoding="utf-8")
+    assert [r["text"] for r in read_rows(str(tmp_path))] == ["first", "second", "third"]
 
 
 def test_invalid_json_line_names_the_line(tmp_path):

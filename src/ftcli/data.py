@@ -138,7 +138,21 @@ def read_rows(source: str, text_field: str = "text") -> list[dict]:
             raise DataError(f"data file not found: {source}")
         return _read_hub(source)
     if path.is_dir():
-        raise DataError(f"{source} is a directory; name a data file ({', '.join(SUFFIXES)})")
+        return _read_directory(path, text_field)
+    return _read_file(path, text_field)
+
+
+def _read_directory(folder: Path, text_field: str) -> list[dict]:
+    """Every data file below a folder, in sorted path order (so a run sees the same row order)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+                   and _format_suffix(p) in SUFFIXES)
+    if not files:
+        raise DataError(f"{folder} is a folder with no data files ({', '.join(SUFFIXES)}, or gzipped)")
+    return [row for file in files for row in _read_file(file, text_field)]
+
+
+def _read_file(path: Path, text_field: str) -> list[dict]:
+    source = str(path)
     suffix = _format_suffix(path)
     readers = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_parquet,
                ".csv": lambda p: _read_delimited(p, ","), ".tsv": lambda p: _read_delimited(p, "\t"),

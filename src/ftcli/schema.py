@@ -60,7 +60,7 @@ class ModelSection(Section):
 
 class DataSection(Section):
     train: str = Field(description="Training data: a .jsonl .json .csv .tsv .parquet or .txt file (each may be "
-                                   "gzipped, .gz), or a hub dataset id.")
+                                   "gzipped, .gz), a folder of them, or a hub dataset id.")
     eval: str | None = Field(None, description="Eval data; if absent, eval_fraction of train is held out.")
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Held-out share of train when eval is absent.")
     text_field: str = Field("text", description="Classification input, or plain-text causal-LM text.")
