@@ -56,6 +56,14 @@ def wait_for_checkpoint(process: subprocess.Popen, run_dir: Path, timeout: float
     pytest.fail("no checkpoint within the timeout")
 
 
+def kill_after_first_checkpoint(recipe: Path, run_dir: Path) -> None:
+    """Start a run and SIGKILL it as soon as one checkpoint is complete."""
+    process = start(recipe)
+    wait_for_checkpoint(process, run_dir)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
 def load_weights(run_dir: Path) -> dict:
     from safetensors.torch import load_file
 
@@ -86,10 +94,7 @@ def test_sigkill_then_resume_ends_with_the_same_weights(tmp_path, tiny_llama, re
     run_dir = tmp_path / "killed"
     recipe = recipe_file(tmp_path, tiny_llama, data, run_dir)
 
-    process = start(recipe)
-    wait_for_checkpoint(process, run_dir)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_after_first_checkpoint(recipe, run_dir)
     assert not (run_dir / "model").exists(), "the run finished before it could be killed"
 
     code, output = finish(start(recipe))
@@ -146,10 +151,7 @@ def test_resume_refuses_a_recipe_change_that_breaks_it_and_allows_harmless_ones(
     data, _ = reference
     run_dir = tmp_path / "changed"
     recipe = recipe_file(tmp_path, tiny_llama, data, run_dir)
-    process = start(recipe)
-    wait_for_checkpoint(process, run_dir)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_after_first_checkpoint(recipe, run_dir)
 
     code, output = finish(start(recipe, "--set", "lora.r=8", "--set", "train.learning_rate=0.5"))
     assert code == 2
