@@ -573,6 +573,6 @@ def test_a_txt_corpus_is_plain_text_language_modelling(tmp_path):
     import gzip
 
     path.write_bytes(gzip.compress("".join(f"line {i}\n" for i in range(10)).encode()))
-    recipe = parse_recipe({"task": "causal-lm", "model": {}, "data": {"train": str(path), "text_field": "body"}})
+    recipe = parse_recipe({"task": "causal-lm", "model": {"name_or_path": "m"}, "data": {"train": str(path), "text_field": "body"}})
     splits = load_splits(recipe)
     assert splits.mode == "text" and len(splits.train) == 9 and splits.train[0]["body"].startswith("line")

@@ -407,14 +407,14 @@ def test_a_boolean_is_not_a_number(key, section):
 
 
 def test_a_key_given_twice_is_an_error(tmp_path):
-    path = write(tmp_path / "r.yaml", "task: causal-lm\nmodel: {}\ndata: {train: a.jsonl}\n"
+    path = write(tmp_path / "r.yaml", "task: causal-lm\nmodel: {name_or_path: m}\ndata: {train: a.jsonl}\n"
                                       "train: {epochs: 2}\ntrain: {batch_size: 4}\n")
     with pytest.raises(UserError, match=r"duplicate key 'train' \(first at line 4\)"):
         load_recipe(path)
 
 
 def test_set_keeps_a_string_with_a_colon(tmp_path):
-    path = write(tmp_path / "r.yaml", "task: causal-lm\nmodel: {}\ndata: {train: a.jsonl}\n")
+    path = write(tmp_path / "r.yaml", "task: causal-lm\nmodel: {name_or_path: m}\ndata: {train: a.jsonl}\n")
     recipe = load_recipe(path, ["generate.system_prompt=Note: be brief", "lora.target_modules=[q_proj, v_proj]"])
     assert recipe.generate.system_prompt == "Note: be brief"
     assert recipe.lora.target_modules == ["q_proj", "v_proj"]

@@ -170,9 +170,9 @@ documents = st.one_of(values, recipe_like(), mutated_recipe(), mutated_recipe())
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents)
-@example({"task": "causal-lm", "model": {}, "data": {"train": "x.jsonl"}, "train": {"epochs": math.nan}})
-@example({"task": "causal-lm", "model": {}, "data": {"train": "x.jsonl"}, "train": {"batch_size": True}})
-@example({"task": "causal-lm", "model": {}, "data": {"train": "x"}, "eval": {"metrics": [[1], {}, None]}})
+@example({"task": "causal-lm", "model": {"name_or_path": "m"}, "data": {"train": "x.jsonl"}, "train": {"epochs": math.nan}})
+@example({"task": "causal-lm", "model": {"name_or_path": "m"}, "data": {"train": "x.jsonl"}, "train": {"batch_size": True}})
+@example({"task": "causal-lm", "model": {"name_or_path": "m"}, "data": {"train": "x"}, "eval": {"metrics": [[1], {}, None]}})
 @example({"task": "causal-lm", "model": {"name_or_path": 1, 2: 3}, "data": {"train": "x"}})
 def test_parse_recipe_returns_a_recipe_or_raises_user_error(doc):
     recipe = _check_loader(lambda: parse_recipe(doc))
@@ -203,7 +203,7 @@ yaml_texts = st.one_of(st.text(), st.lists(yaml_tokens, max_size=40).map("".join
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(yaml_texts)
-@example("task: causal-lm\nmodel: {}\ndata: {train: x}\ntrain: {report_to: &a [*a]}\n")
+@example("task: causal-lm\nmodel: {name_or_path: m}\ndata: {train: x}\ntrain: {report_to: &a [*a]}\n")
 @example("task: causal-lm\nmodel: &m {name_or_path: *m}\ndata: {train: x}\n")
 @example("task: causal-lm\ntask: causal-lm\n")
 @example("!!python/object/apply:subprocess.check_output [[touch, pwned]]")
@@ -234,13 +234,13 @@ def test_a_recipe_can_never_execute_code(tmp_path, monkeypatch):
 # Regression tests for the bugs the properties found (all fixed): minimal inputs that must give a UserError.
 
 BUG_CASES = [  # (bug, what it used to raise, input: a dict for parse_recipe, text for load_recipe)
-    ("unhashable-task", TypeError, {"task": [], "model": {}, "data": {"train": "x"}}),
+    ("unhashable-task", TypeError, {"task": [], "model": {"name_or_path": "m"}, "data": {"train": "x"}}),
     ("strict-loader", TypeError, "{[a]: 1}\n"),  # a complex (unhashable) key
     ("strict-loader", ValueError, "!!set 0\n"),  # a mapping tag on a scalar
     ("yaml-tagged-scalar", IndexError, "!!int\n"),
     ("yaml-tagged-scalar", ValueError, "train: !!float x\n"),
-    ("nul-in-path", ValueError, 'task: causal-lm\nmodel: {}\ndata: {train: x}\ntrain: {output_dir: "a\\0b"}\n'),
-    ("unknown-user", RuntimeError, "task: causal-lm\nmodel: {}\ndata: {train: ~no_such_user_ftcli/x.jsonl}\n"),
+    ("nul-in-path", ValueError, 'task: causal-lm\nmodel: {name_or_path: m}\ndata: {train: x}\ntrain: {output_dir: "a\\0b"}\n'),
+    ("unknown-user", RuntimeError, "task: causal-lm\nmodel: {name_or_path: m}\ndata: {train: ~no_such_user_ftcli/x.jsonl}\n"),
     ("name-too-long", OSError, f"task: causal-lm\nmodel: {{}}\ndata: {{train: {'a' * 300}}}\n"),
 ]
 

@@ -23,7 +23,10 @@ from ftcli.schema import (
     GENERATION_METRICS,
     TASK_METRICS,
     TASKS,
+    TEMPLATE_NAMES,
+    DataInput,
     DataSection,
+    DataSource,
     EvalSection,
     FewShotExample,
     GenerateSection,
@@ -32,6 +35,8 @@ from ftcli.schema import (
     Recipe,
     Section,
     Task,
+    TokenizerSection,
+    TokenizerTraining,
     TrainSection,
     _nested_model,
     reference_yaml,
@@ -40,7 +45,8 @@ from ftcli.schema import (
 __all__ = [
     # the schema (ftcli.schema)
     "TASKS", "Task", "GENERATION_METRICS", "TASK_METRICS", "BEST_MODEL_METRICS", "DEFAULT_METRICS",
-    "Section", "ModelSection", "DataSection", "LoraSection", "TrainSection", "EvalSection",
+    "TEMPLATE_NAMES", "Section", "ModelSection", "TokenizerSection", "TokenizerTraining", "DataInput",
+    "DataSource", "DataSection", "LoraSection", "TrainSection", "EvalSection",
     "FewShotExample", "GenerateSection", "Recipe", "reference_yaml",
     # loading
     "parse_recipe", "read_yaml", "apply_overrides", "resolve_paths", "load_recipe", "dump_recipe",
@@ -73,12 +79,13 @@ def _suggest(word: str, choices) -> str:
     return f" — did you mean {close[0]}?" if close else ""
 
 
-_UNION_TAGS = {"str", "list[str]", "int", "float", "bool", "LoraSection", "list[FewShotExample]"}
+_UNION_TAGS = {"str", "int", "float", "bool", "dict"} | {cls.__name__ for cls in Section.__subclasses__()}
 
 
 def _clean_loc(loc: tuple) -> tuple:
-    # pydantic puts a union member's type in the path (target_modules.list[str].0): drop it.
-    return tuple(p for p in loc if p not in _UNION_TAGS)
+    # pydantic puts a union member's type in the path (target_modules.list[str].0, data.train.DataSource.path):
+    # drop it.
+    return tuple(p for p in loc if not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p)))
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:
@@ -111,6 +118,23 @@ def _format_problem(error: dict) -> str:
     return f"{path}: {error['msg'][0].lower()}{error['msg'][1:]}{shown}"
 
 
+def _one_per_union(errors: list[dict]) -> list[dict]:
+    """One problem per key where several union members failed at the same place: our own check's
+    message if one ran (the input had the right shape), else the members' expectations joined."""
+    by_loc: dict[tuple, list[dict]] = {}
+    for e in errors:
+        by_loc.setdefault(e["loc"], []).append(e)
+    merged = []
+    for loc, group in by_loc.items():
+        ours = [e for e in group if e["type"] == "value_error"]
+        if ours or len(group) == 1:
+            merged += ours or group
+            continue
+        expected = " or ".join(dict.fromkeys(e["msg"].removeprefix("Input should be ") for e in group))
+        merged.append({**group[0], "msg": f"Input should be {expected}"})
+    return merged
+
+
 def parse_recipe(raw: Any, source: str = "recipe") -> Recipe:
     """Validate a recipe mapping; raise RecipeError listing every problem."""
     if not isinstance(raw, dict):
@@ -127,7 +151,7 @@ def parse_recipe(raw: Any, source: str = "recipe") -> Recipe:
         locs = [e["loc"] for e in errors]
         specific = [e for e in errors if not any(len(o) > len(e["loc"]) and o[:len(e["loc"])] == e["loc"]
                                                  for o in locs)]
-        problems = [_format_problem(e) for e in specific] + problems
+        problems = [_format_problem(e) for e in _one_per_union(specific)] + problems
     if problems:
         raise RecipeError(source, problems)
     return recipe
@@ -220,15 +244,37 @@ def _absolute(value: str | None, base: Path, always: bool = False) -> str | None
     return str((base / Path(value).expanduser()).resolve())
 
 
+def _data_path_fields(section, key: str) -> list[tuple]:
+    """(owner, attribute, dotted key) of every local path inside data.train / data.eval."""
+    value = getattr(section, key)
+    items = value if isinstance(value, list) else [value]
+    found = []
+    for i, item in enumerate(items):
+        where = f"data.{key}" + (f".{i}" if isinstance(value, list) else "")
+        if isinstance(item, str):
+            found.append((value if isinstance(value, list) else section, i if isinstance(value, list) else key, where))
+        elif isinstance(item, DataSource):
+            found += [(item, name, f"{where}.{name}") for name in ("path", "source", "target")]
+    return found
+
+
 def resolve_paths(recipe: Recipe, base: Path | None = None, source: str = "recipe") -> Recipe:
     base = base or Path.cwd()
-    fields = [(recipe.model, "name_or_path", "model.name_or_path", False), (recipe.data, "train", "data.train", False),
-              (recipe.data, "eval", "data.eval", False), (recipe.train, "output_dir", "train.output_dir", True)]
+    fields = [(recipe.model, "name_or_path", "model.name_or_path", False),
+              (recipe.train, "output_dir", "train.output_dir", True)]
+    if recipe.tokenizer is not None:
+        fields.append((recipe.tokenizer, "name_or_path", "tokenizer.name_or_path", False))
+    fields += [(owner, name, key, False) for data_key in ("train", "eval")
+               for owner, name, key in _data_path_fields(recipe.data, data_key)]
     problems = []
     for section, name, key, always in fields:
-        value = getattr(section, name)
+        value = section[name] if isinstance(section, list) else getattr(section, name)
         try:
-            setattr(section, name, _absolute(value, base, always))
+            resolved = _absolute(value, base, always)
+            if isinstance(section, list):
+                section[name] = resolved
+            else:
+                setattr(section, name, resolved)
         except (ValueError, RuntimeError, OSError) as exc:  # NUL bytes, ~nouser, names too long
             problems.append(f"{key}: not a usable path ({exc}): {value!r}")
     if problems:

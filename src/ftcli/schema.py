@@ -8,14 +8,14 @@ Reading, validating and reporting recipes lives in `ftcli.recipe`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
-TASKS = ("causal-lm", "sequence-classification")
-Task = Literal["causal-lm", "sequence-classification"]
+TASKS = ("causal-lm", "sequence-classification", "seq2seq", "masked-lm")
+Task = Literal["causal-lm", "sequence-classification", "seq2seq", "masked-lm"]
 
 # Metrics each task can report, and the ones it reports when the recipe names none.
 # Scored on generated responses (causal-lm SFT), so `ftcli eval` generates when one is asked for.
@@ -23,16 +23,24 @@ GENERATION_METRICS = ("exact_match", "rouge", "bleu", "chrf")
 TASK_METRICS = {
     "sequence-classification": ("accuracy", "f1", "precision", "recall", "matthews_correlation"),
     "causal-lm": ("perplexity", "loss") + GENERATION_METRICS,
+    "seq2seq": ("loss", "perplexity") + GENERATION_METRICS,
+    "masked-lm": ("perplexity", "loss"),
 }
 # What training can select the best checkpoint by (generation is too slow to run at every eval).
 BEST_MODEL_METRICS = {
     "sequence-classification": ("loss",) + TASK_METRICS["sequence-classification"],
     "causal-lm": ("loss", "perplexity"),
+    "seq2seq": ("loss", "perplexity"),
+    "masked-lm": ("loss", "perplexity"),
 }
 DEFAULT_METRICS = {
     "sequence-classification": ["accuracy", "f1"],
     "causal-lm": ["perplexity", "loss"],
+    "seq2seq": ["loss", "bleu", "chrf"],
+    "masked-lm": ["perplexity", "loss"],
 }
+# data.template: names of built-in formats; anything else must be a custom string with {field} slots.
+TEMPLATE_NAMES = ("auto", "chat", "chatml", "alpaca", "plain")
 
 
 class Section(BaseModel):
@@ -50,28 +58,125 @@ class Section(BaseModel):
 
 
 class ModelSection(Section):
-    name_or_path: str = Field("models/smollm2-135m-instruct", description="Local model directory or hub id.")
+    name_or_path: str | None = Field(None, description="Local model directory (a run's model/ too) or hub id.",
+                                     json_schema_extra={"example": "models/smollm2-135m-instruct"})
+    from_config: dict[str, Any] | None = Field(
+        None, description="Instead of name_or_path: a new, randomly initialised model (seeded). "
+                          "`architecture` is a transformers model type (llama, gpt2, bert, t5, ...); the "
+                          "other keys are that config class's own fields (hidden_size, num_hidden_layers, ...).")
     gguf_file: str | None = Field(None, description="A .gguf file inside name_or_path to load from.")
     trust_remote_code: bool = Field(False, description="Run model code shipped with a hub model. Off: a "
                                                        "recipe never executes downloaded code unless asked.")
     allow_pickle_weights: bool = Field(False, description="Allow pickle (.bin) weights, which can run code "
                                                           "when loaded; safetensors only otherwise.")
 
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelSection":
+        if (self.name_or_path is None) == (self.from_config is None):
+            raise ValueError("set one of name_or_path (a model to fine-tune) or from_config (a new model "
+                             "to train from scratch)")
+        if self.from_config is not None and self.gguf_file:
+            raise ValueError("gguf_file loads pretrained weights; it cannot be combined with from_config")
+        return self
+
+
+class TokenizerTraining(Section):
+    vocab_size: int = Field(2000, ge=64, description="Vocabulary size, special tokens included.")
+    type: Literal["bpe", "unigram"] = Field("bpe", description="Byte-level BPE, or Unigram (SentencePiece-style).")
+    min_frequency: int = Field(2, gt=0, description="BPE: a pair must occur this often to be merged.")
+
+
+class TokenizerSection(Section):
+    """Which tokenizer a run uses; absent → the model's own (model.name_or_path)."""
+
+    name_or_path: str | None = Field(None, description="An existing tokenizer (model directory or hub id).")
+    train: TokenizerTraining | None = Field(None, description="Train a new tokenizer on the training text "
+                                                              "(for model.from_config); saved with the run.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "TokenizerSection":
+        if (self.name_or_path is None) == (self.train is None):
+            raise ValueError("set one of name_or_path (an existing tokenizer) or train (a new one)")
+        return self
+
+
+class DataSource(Section):
+    """One source of rows: a local file or folder (path), a hub dataset (name), or two aligned text
+    files of one example per line (source + target, e.g. a translation corpus)."""
+
+    path: str | None = Field(None, description="A data file or folder.")
+    name: str | None = Field(None, description="A Hugging Face Hub dataset id.")
+    config: str | None = Field(None, description="Hub dataset: configuration (subset) name.")
+    split: str = Field("train", description="Hub dataset: split to read.")
+    revision: str | None = Field(None, description="Hub dataset: git revision (branch, tag or commit).")
+    source: str | None = Field(None, description="Parallel text: the source-side file (one example per line).")
+    target: str | None = Field(None, description="Parallel text: the target-side file, aligned line by line.")
+    weight: float = Field(1.0, gt=0, description="Share in a mix: each row is used `weight` times on average "
+                                                  "(2 → twice, 0.5 → a seeded half).")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "DataSource":
+        kinds = [k for k, on in (("path", self.path), ("name", self.name),
+                                 ("source/target", self.source or self.target)) if on]
+        if len(kinds) != 1:
+            raise ValueError("set exactly one of path (a file or folder), name (a hub dataset), or "
+                             f"source and target (parallel text files); got {', '.join(kinds) or 'none'}")
+        if kinds == ["source/target"] and not (self.source and self.target):
+            raise ValueError("parallel text needs both source and target files")
+        hub_only = [k for k in ("config", "revision") if getattr(self, k) is not None]
+        if hub_only and not self.name:
+            raise ValueError(f"{', '.join(hub_only)} only apply to a hub dataset (name)")
+        return self
+
+
+# A data source as written in a recipe: a path or hub id, one source mapping, or a list to mix.
+DataInput = str | DataSource | list[str | DataSource]
+
 
 class DataSection(Section):
-    train: str = Field(description="Training data: a .jsonl .json .csv .tsv .parquet or .txt file (each may be "
-                                   "gzipped, .gz), a folder of them, or a hub dataset id.")
-    eval: str | None = Field(None, description="Eval data; if absent, eval_fraction of train is held out.")
+    train: DataInput = Field(description="Training data: a .jsonl .json .csv .tsv .parquet or .txt file (each "
+                                         "may be gzipped, .gz), a folder of them, a hub dataset id, a source "
+                                         "mapping (path | name+config+split+revision | source+target), or a "
+                                         "list of them mixed by weight.")
+    eval: DataInput | None = Field(None, description="Eval data (same forms); if absent, eval_fraction of "
+                                                     "train is held out.")
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Held-out share of train when eval is absent.")
     text_field: str = Field("text", description="Classification input, or plain-text causal-LM text.")
     label_field: str = Field("label", description="Classification label (ints or strings).")
-    prompt_field: str = Field("prompt", description="Causal-LM SFT input.")
-    response_field: str = Field("response", description="Causal-LM SFT target; loss only on its tokens.")
-    template: Literal["auto", "chat", "plain"] = Field(
-        "auto", description="SFT prompt format: the tokenizer's chat template (chat; auto when it has one) "
-                            "or the plain prompt and a newline (plain).")
+    prompt_field: str = Field("prompt", description="SFT input (seq2seq: the source text).")
+    response_field: str = Field("response", description="SFT target (seq2seq: the target text); loss only on "
+                                                        "its tokens.")
+    messages_field: str = Field("messages", description="SFT chats: a list of {role, content} turns.")
+    format: Literal["auto", "prompt_response", "alpaca", "messages", "text"] = Field(
+        "auto", description="Row format: prompt/response fields, alpaca (instruction/input/output), chat "
+                            "messages, or plain text; auto picks from the fields the data has.")
+    template: str = Field(
+        "auto", description="SFT prompt format: chat (the tokenizer's chat template; auto picks it when there "
+                            "is one), chatml, alpaca, plain (the prompt and a newline), or a custom string with "
+                            "{field} placeholders, e.g. '### Q: {prompt}\\n### A: '.")
+    train_on_prompt: bool = Field(False, description="Also train on prompt tokens (default: loss on responses only).")
+    assistant_turns: Literal["all", "last"] = Field("all", description="Chats: learn every assistant turn, or "
+                                                                       "only the last.")
+    source_prefix: str = Field("", description="seq2seq: text put before every source, e.g. "
+                                               "'translate English to German: '.")
+    mlm_probability: float = Field(0.15, gt=0, lt=1, description="masked-lm: share of tokens masked.")
     max_length: int = Field(256, gt=0, description="Longer examples are truncated.")
     max_train_samples: int | None = Field(None, gt=0, description="Seeded random sample of N training rows.")
+    normalize: bool = Field(True, description="Unicode NFC, Windows line ends to \\n, and surrounding "
+                                              "whitespace stripped from text fields.")
+    dedup: bool = Field(False, description="Drop exact duplicate rows (after normalising).")
+    min_chars: int | None = Field(None, gt=0, description="Drop rows whose text fields are shorter in total.")
+    max_chars: int | None = Field(None, gt=0, description="Drop rows whose text fields are longer in total.")
+    streaming: bool = Field(False, description="Read training files lazily, for data larger than memory "
+                                               "(needs train.max_steps; no dedup, held-out split or mixing).")
+
+    @field_validator("template")
+    @classmethod
+    def _template_name_or_string(cls, value: str) -> str:
+        if value not in TEMPLATE_NAMES and not ("{" in value and "}" in value):
+            raise ValueError(f"'{value}' is neither a template name ({', '.join(TEMPLATE_NAMES)}) nor a "
+                             "template string with {field} placeholders")
+        return value
 
 
 class LoraSection(Section):
@@ -150,6 +255,7 @@ class GenerateSection(Section):
 class Recipe(Section):
     task: Task
     model: ModelSection
+    tokenizer: TokenizerSection | None = Field(None, description="Absent → the model's own tokenizer.")
     data: DataSection
     lora: LoraSection | None = Field(None, description="Present → LoRA (peft); absent → full fine-tune.")
     train: TrainSection = Field(default_factory=TrainSection)
@@ -163,6 +269,24 @@ class Recipe(Section):
             key = "load_best_model_at_end" if t.load_best_model_at_end else "early_stopping_patience"
             raise ValueError(f"train.{key} needs evaluation during training: set train.eval_strategy "
                              "to steps or epoch")
+        return self
+
+    @model_validator(mode="after")
+    def _tokenizer_fits_model(self) -> "Recipe":
+        from_config = self.model.from_config is not None
+        if from_config and self.tokenizer is None:
+            raise ValueError("model.from_config builds a new model with no tokenizer: set tokenizer.train "
+                             "(a new vocabulary) or tokenizer.name_or_path (an existing one)")
+        if self.tokenizer and self.tokenizer.train and not from_config:
+            raise ValueError("tokenizer.train builds a new vocabulary, which a pretrained model cannot use: "
+                             "it needs model.from_config")
+        return self
+
+    @model_validator(mode="after")
+    def _streaming_needs_max_steps(self) -> "Recipe":
+        if self.data.streaming and self.train.max_steps is None:
+            raise ValueError("data.streaming reads the data lazily, so its length is unknown: set "
+                             "train.max_steps")
         return self
 
     @model_validator(mode="after")
@@ -194,14 +318,19 @@ def reference_yaml() -> str:
 
     def section(model: type[BaseModel], indent: str) -> None:
         for name, field in model.model_fields.items():
-            nested = _nested_model(field.annotation)
+            # A field that also takes a plain string (data.train) is shown as a value; its mapping
+            # form is listed after the sections.
+            nested = None if _takes_string(field.annotation) else _nested_model(field.annotation)
             note = f"  # {field.description}" if field.description else ""
             if nested is not None and nested is not FewShotExample:
                 lines.append(f"{indent}{name}:{note}")
                 section(nested, indent + "  ")
                 continue
+            example = (field.json_schema_extra or {}).get("example")
             if field.is_required():
                 value = "REQUIRED"
+            elif example is not None:
+                value, note = example, f"  # (example) {field.description}"
             else:
                 default = field.get_default(call_default_factory=True)
                 value = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("\n...")
@@ -212,6 +341,18 @@ def reference_yaml() -> str:
             continue
         nested = _nested_model(field.annotation)
         note = f"  # {field.description}" if field.description else ""
+        start = len(lines)
         lines.append(f"{name}:{note}")
         section(nested, "  ")
+        if field.default is None and name != "lora":  # an optional section: shown, commented out
+            lines[start:] = ["# " + line for line in lines[start:]]
+    lines.append("# A data source mapping (data.train / data.eval, alone or in a list):")
+    for name, field in DataSource.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        value = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("\n...")
+        lines.append(f"#   {name}: {value}  # {field.description}")
     return "\n".join(lines) + "\n"
+
+
+def _takes_string(annotation) -> bool:
+    return annotation is str or str in getattr(annotation, "__args__", ())
