@@ -1,15 +1,17 @@
 """Generate the small example datasets used by the README demo and the tests.
 
-Writes two JSONL files (UTF-8, one ``json.dumps(obj, ensure_ascii=False)`` per line):
+Writes two JSONL files (UTF-8, one ``json.dumps(obj, ensure_ascii=False)`` per line) and a text file:
 
 * ``data/pirate/train.jsonl``  -- 320 SFT rows ``{"prompt", "response"}`` teaching a
   behaviour the base model lacks: always answer in pirate speak ("Arr, matey! ... Yo ho ho!")
   while still giving the correct short answer (capitals, arithmetic, colours, ...).
 * ``data/reviews/train.jsonl`` -- 400 classification rows ``{"text", "label"}`` with
   clearly worded positive/negative reviews, exactly balanced.
+* ``data/stories/train.txt``  -- 4000 short simple-English stories, one per line, from a small
+  grammar (children, pets, places, things found): a corpus to pretrain a tiny model from scratch.
 
-Stdlib only, seeded with ``random.Random(1234)``: re-running reproduces both files
-byte-for-byte.  Usage: ``python3 scripts/make_example_data.py`` (paths are relative to
+Stdlib only, seeded with ``random.Random(1234)`` (the stories with their own ``Random(2024)``):
+re-running reproduces every file byte-for-byte.  Usage: ``python3 scripts/make_example_data.py`` (paths are relative to
 the repository root, found from this file's location).
 """
 from __future__ import annotations
@@ -280,6 +282,86 @@ def make_reviews() -> list[dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------- stories
+# A tiny world for pretraining from scratch. Its regularities are what a small model can learn in
+# minutes: a name always takes the same pronoun, the object found is named again later, each place
+# has its own spots and sights, and a feeling matches the way the story ends.
+HEROES = [("Tom", "he", "his"), ("Sam", "he", "his"), ("Ben", "he", "his"), ("Max", "he", "his"),
+          ("Leo", "he", "his"), ("Jack", "he", "his"), ("Lily", "she", "her"), ("Mia", "she", "her"),
+          ("Anna", "she", "her"), ("Sue", "she", "her"), ("Emma", "she", "her"), ("Zoe", "she", "her")]
+PETS = ["dog", "cat", "bird", "rabbit", "duck", "frog", "fish", "pony"]
+KIN = ["mom", "dad", "sister", "brother", "grandma", "grandpa", "friend", "teacher"]
+# place -> (where things hide, what you see there)
+PLACES = {"the park": (["under a tree", "near the swings", "by the pond"], ["children playing", "a big slide"]),
+          "the forest": (["behind a rock", "under some leaves", "in a hollow log"], ["tall trees", "a deer"]),
+          "the beach": (["in the sand", "near the water", "under a shell"], ["big waves", "a crab"]),
+          "the farm": (["in the hay", "by the barn", "near the fence"], ["cows and sheep", "a red tractor"]),
+          "the garden": (["under a bush", "in a flower pot", "by the gate"], ["pretty flowers", "a busy bee"]),
+          "the river": (["on the bank", "under the bridge", "between two stones"], ["a little boat", "fast water"]),
+          "the school": (["under a desk", "in the library", "by the door"], ["a big clock", "many books"]),
+          "the market": (["behind a stall", "in a basket", "near the bread"], ["fresh apples", "busy people"])}
+THINGS = [("red", "ball"), ("blue", "kite"), ("shiny", "stone"), ("little", "box"), ("green", "hat"),
+          ("old", "map"), ("yellow", "flower"), ("tiny", "key"), ("soft", "feather"), ("round", "shell"),
+          ("funny", "toy"), ("pink", "ribbon")]
+WEATHER = ["It was a sunny day.", "It was a rainy morning.", "The sky was blue.", "It was a windy day.",
+           "It was a warm summer day.", "It was a cold winter morning."]
+# feeling -> what the hero then did
+FEELINGS = {"happy": "smiled all day", "excited": "ran home fast", "proud": "told everyone about it",
+            "surprised": "could not stop looking at it", "curious": "wanted to find out more"}
+SAD_ENDINGS = ["lost", "broken", "gone"]
+
+
+def an(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
+def story(r: random.Random) -> str:
+    name, he, his = r.choice(HEROES)
+    place = r.choice(sorted(PLACES))
+    spots, sights = PLACES[place]
+    colour, thing = r.choice(THINGS)
+    kin, pet = r.choice(KIN), r.choice(PETS)
+    feeling = r.choice(sorted(FEELINGS))
+    He, His = cap(he), cap(his)
+    kind = r.randrange(4)
+    if kind == 0:
+        s = [r.choice(WEATHER), f"{name} went to {place} with {his} {pet}.",
+             f"{He} found {an(colour)} {thing} {r.choice(spots)}.", f"{name} was very {feeling}, so {he} "
+             f"{FEELINGS[feeling]}.", f"{He} showed the {thing} to {his} {kin}."]
+    elif kind == 1:
+        s = [f"Once upon a time, there was a child named {name}.", f"{He} liked to play at {place}.",
+             f"One day {he} saw {r.choice(sights)} there.", f"Then {he} found {an(colour)} {thing} "
+             f"{r.choice(spots)}.", f"{name} said, \"What {an(colour)} {thing}!\""]
+    elif kind == 2:
+        s = [f"{name} had {an(colour)} {thing}.", f"{He} took it to {place} to show {his} {kin}.",
+             f"But the {thing} was {r.choice(SAD_ENDINGS)}, and {name} was sad.",
+             f"{His} {kin} gave {name} a hug.", f"The next day {he} found the {thing} {r.choice(spots)}."]
+    else:
+        s = [f"{name} and {his} {pet} went to {place}.", f"They saw {r.choice(sights)}.",
+             f"The {pet} ran {r.choice(spots)} and found {an(colour)} {thing}.",
+             f"{name} was {feeling}.", f"{He} said, \"Good {pet}!\" and {FEELINGS[feeling]}."]
+    if r.random() < 0.5:
+        s.append(r.choice(["The end.", f"{name} went home happy.", f"It was the best day for {name}."]))
+    return " ".join(s)
+
+
+def make_stories(n: int = 4000) -> list[str]:
+    # Its own generator, so adding stories never changed the other files' random draws.
+    r, seen, out = random.Random(2024), set(), []
+    while len(out) < n:
+        text = story(r)
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8", newline="\n")
+    print(f"wrote {len(lines)} lines -> {path.relative_to(ROOT)}")
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="\n") as f:
@@ -291,3 +373,4 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 if __name__ == "__main__":
     write_jsonl(ROOT / "data" / "pirate" / "train.jsonl", make_pirate())
     write_jsonl(ROOT / "data" / "reviews" / "train.jsonl", make_reviews())
+    write_lines(ROOT / "data" / "stories" / "train.txt", make_stories())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny_models import build_bert, build_llama
+from tiny_models import build_bert, build_llama, build_t5
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -16,6 +16,18 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # Tests never reach the network: a hub lookup fails at once instead of waiting for a timeout.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Tokenized-data cache in a temporary folder: tests never read or fill the user's ~/.cache."""
+    previous = os.environ.get("FTCLI_CACHE_DIR")
+    os.environ["FTCLI_CACHE_DIR"] = str(tmp_path_factory.mktemp("ftcli-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("FTCLI_CACHE_DIR", None)
+    else:
+        os.environ["FTCLI_CACHE_DIR"] = previous
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +45,12 @@ def tiny_llama_plain(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return build_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory) -> Path:
+    """A T5 encoder-decoder (2+2 layers) whose tokenizer appends </s>; pad (id 0) starts decoding."""
+    return build_t5(tmp_path_factory.mktemp("models") / "tiny-t5")
 
 
 def repo_rows(name: str, n: int | None = None) -> list[dict]:

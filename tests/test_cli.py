@@ -119,7 +119,7 @@ def test_validate_reports_dropped_rows(runner, project):
         f.write(json.dumps({"prompt": "q", "response": ""}) + "\n")
     result = runner.invoke(app, ["validate", str(recipe_file(project))])
     assert result.exit_code == 0, result.output
-    assert "1 incomplete rows dropped" in result.stdout
+    assert "dropped 1 row (1 incomplete)" in result.stdout
 
 
 def test_validate_set_override(runner, project):

@@ -249,7 +249,7 @@ def test_incomplete_rows_are_dropped_and_counted(tmp_path):
             {"prompt": "q5"}, {"prompt": "q6", "response": 0}, {"prompt": "q7", "response": "a7"}]
     path = write_jsonl(tmp_path / "t.jsonl", rows)
     splits = load_splits(recipe(path, eval_fraction=0))
-    assert splits.dropped == {"train_incomplete": 4}
+    assert splits.cleaning["train"]["incomplete"] == 4 and splits.rows_dropped == 4
     assert [r["prompt"] for r in splits.train] == ["q1", "q6", "q7"]  # 0 is a value, not blank
     assert splits.eval == []
 
@@ -258,7 +258,7 @@ def test_incomplete_eval_rows_are_dropped_and_counted(tmp_path):
     train = write_jsonl(tmp_path / "t.jsonl", [{"text": "a"}, {"text": "b"}])
     ev = write_jsonl(tmp_path / "e.jsonl", [{"text": "c"}, {"text": None}, {"text": " "}])
     splits = load_splits(recipe(train, eval=str(ev)))
-    assert splits.dropped == {"train_incomplete": 0, "eval_incomplete": 2}
+    assert splits.cleaning["train"]["incomplete"] == 0 and splits.cleaning["eval"]["incomplete"] == 2
     assert splits.eval == [{"text": "c"}]
 
 

@@ -1,14 +1,15 @@
 """Tiny models with tiny tokenizers, built from scratch in seconds, for tests and `make smoke-test`.
 
-Both are real transformers models (Llama, BERT) of 2 layers and a few hundred tokens of vocabulary,
+All are real transformers models (Llama, BERT, T5) of 2 layers and a few hundred tokens of vocabulary,
 so every code path runs as with a pretrained model, just ~1000x faster.
 
-    python tests/tiny_models.py OUT_DIR     # writes OUT_DIR/tiny-llama and OUT_DIR/tiny-bert
+    python tests/tiny_models.py OUT_DIR     # writes OUT_DIR/tiny-llama, tiny-bert and tiny-t5
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections import Counter
 from pathlib import Path
@@ -92,9 +93,57 @@ def build_bert(out_dir: Path, vocab_size: int = 400) -> Path:
     return out_dir
 
 
+# A toy English→German word list: the tokenizer holds each word whole, and tests build from it a
+# small "translation" task that a tiny T5 learns in seconds.
+EN_DE = {"the": "der", "a": "ein", "man": "mann", "woman": "frau", "dog": "hund", "cat": "katze",
+         "child": "kind", "red": "rot", "blue": "blau", "green": "grün", "big": "groß", "small": "klein",
+         "runs": "läuft", "sleeps": "schläft", "eats": "isst", "sees": "sieht", "house": "haus",
+         "water": "wasser", "bike": "fahrrad", "street": "straße", "is": "ist", "and": "und",
+         "riding": "fährt", "on": "auf"}
+
+
+def build_t5(out_dir: Path, vocab_size: int = 500) -> Path:
+    """A T5 of 2 encoder and 2 decoder layers (d_model 32) with a Unigram (SentencePiece-style)
+    tokenizer that appends </s> to every text, as T5's own does."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration, set_seed
+
+    specials = ["<pad>", "</s>", "<unk>"]  # T5's ids: pad 0 (also the decoder start), eos 1, unk 2
+    normalizer = normalizers.NFKC()
+    pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()])
+    # The pieces are chosen here rather than by UnigramTrainer, which is slow and not reproducible:
+    # every character (alone and word-initial), the toy words, then the corpus' words by frequency
+    # (ties alphabetical), scored by log frequency so that a known word beats spelling it out.
+    toy = [f"▁{w}" for w in (*EN_DE, *EN_DE.values())]
+    counts = Counter(word for text in corpus() + toy
+                     for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({c for word in counts for c in word.lstrip("▁")})
+    single = ["▁"] + chars + [f"▁{c}" for c in chars]
+    frequent = sorted(set(counts) - set(single) - set(toy), key=lambda w: (-counts[w], w))
+    words = (toy + frequent)[: max(0, vocab_size - len(specials) - len(single))]
+    total = sum(counts.values())
+    pieces = [(p, -20.0) for p in single] + [(w, math.log(counts[w] / total)) for w in words]
+    tok = Tokenizer(models.Unigram([(s, 0.0) for s in specials] + pieces, unk_id=specials.index("<unk>")))
+    tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizer, decoders.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", specials.index("</s>"))])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                        unk_token="<unk>")
+
+    set_seed(0)
+    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_layers=2,
+                      num_decoder_layers=2, num_heads=2, relative_attention_num_buckets=8,
+                      dropout_rate=0.0,  # a few hundred steps on a toy task: dropout only slows them
+                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                      decoder_start_token_id=tokenizer.pad_token_id)
+    T5ForConditionalGeneration(config).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
 def main(out: str) -> None:
     root = Path(out)
-    for name, build in (("tiny-llama", build_llama), ("tiny-bert", build_bert)):
+    for name, build in (("tiny-llama", build_llama), ("tiny-bert", build_bert), ("tiny-t5", build_t5)):
         path = build(root / name)
         print(f"built {path}")
 

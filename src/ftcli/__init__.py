@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ftcli.recipe import Recipe
 
 __version__ = "0.1.0"
-__all__ = ["finetune", "evaluate", "generate", "validate", "load_recipe"]
+__all__ = ["finetune", "evaluate", "generate", "validate", "preview_data", "load_recipe"]
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> "Recipe":
@@ -53,3 +53,10 @@ def validate(recipe: "Recipe | str | Path") -> dict:
     from ftcli.checks import validate as _validate
 
     return _validate(_as_recipe(recipe))
+
+
+def preview_data(recipe: "Recipe | str | Path", n: int = 3):
+    """Formatted, tokenized examples (loss-ignored tokens marked) and the length distribution."""
+    from ftcli.preview import preview_data as _preview
+
+    return _preview(_as_recipe(recipe), n)

@@ -95,7 +95,7 @@ def finetune(
     run_dir = ftcli.finetune(loaded, overwrite=overwrite)
     typer.echo(f"run finished: {run_dir}")
     hints = [f"ftcli eval {run_dir}"]
-    if loaded.task == "causal-lm":
+    if loaded.task in ("causal-lm", "seq2seq"):
         hints.append(f'ftcli generate "..." --run {run_dir}')
     typer.echo("next:\n" + "\n".join(f"  {h}" for h in hints), err=True)
 
@@ -234,14 +234,33 @@ def validate(recipe: RecipeArg, set_: SetOption = None):
     import ftcli
 
     report = ftcli.validate(ftcli.load_recipe(recipe, set_))
-    mode = {"sft": "SFT (prompt/response, loss on responses)", "text": "plain-text language modelling",
-            "classification": "sequence classification"}[report["mode"]]
+    mode = {"sft": f"SFT ({report['format'].replace('_', '/')}, loss on responses)",
+            "text": "plain-text language modelling", "classification": "sequence classification",
+            "seq2seq": "sequence to sequence (source → target)"}[report["mode"]]
     typer.echo(f"{recipe}: ok\n  task:   {report['task']} — {mode}\n"
                f"  data:   {report['train_rows']} train rows, {report['eval_rows']} eval rows"
-               + (f", {report['dropped_rows']} incomplete rows dropped" if report["dropped_rows"] else "")
+               + (f"; dropped {report['dropped']}" if report["dropped_rows"] else "")
                + (f"\n  prompt: {report['prompt_format']}" if report["prompt_format"] else "")
                + f"\n  model:  {report['model']}{' + LoRA' if report['lora'] else ''}"
                f"\n  output: {report['output_dir']}")
+
+
+data_app = typer.Typer(help="Look at a recipe's data before training.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("preview")
+@guarded
+def data_preview(
+    recipe: RecipeArg,
+    set_: SetOption = None,
+    n: Annotated[int, typer.Option("-n", "--examples", min=0, help="Examples to show.")] = 3,
+):
+    """Show formatted, tokenized training examples (loss-ignored text marked) and their lengths."""
+    import ftcli
+    from ftcli.preview import render
+
+    typer.echo(render(ftcli.preview_data(ftcli.load_recipe(recipe, set_), n)))
 
 
 @app.command()

@@ -1,169 +1,62 @@
-"""Read training/eval rows from files or the hub, check the fields the recipe names, split.
+"""Training and eval rows for a recipe: read the sources, pick the row format, clean, hold out an
+eval split, mix by weight, sample.
 
-Rows are plain dicts. Reading small local files ourselves (rather than through `datasets`) lets every
-error name the file and line, which users need far more than a generic parser exception.
+Rows are plain dicts, in the fields of their format (`ftcli.formats`); `ftcli.preprocess` turns them
+into tokens. Reading lives in `ftcli.readers` (files) and `ftcli.sources` (hub, parallel text,
+mixing); cleaning in `ftcli.cleaning`.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-import json
 import random
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from pathlib import Path
 
+from ftcli import cleaning
 from ftcli.errors import DataError
+from ftcli.formats import RowFormat, detect_format, require_columns
+from ftcli.readers import LAZY_SUFFIXES, SUFFIXES, data_files, format_suffix, iter_file, iter_jsonl
 from ftcli.recipe import Recipe
+from ftcli.schema import DataSource
+from ftcli.sources import (as_sources, describe_source, is_mix, looks_like_file, mix, read_rows, read_source,
+                           source_fingerprint)
 
-SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")  # each also gzipped (.gz)
+__all__ = ["Splits", "load_splits", "stream_rows", "read_rows", "describe_source", "source_fingerprint",
+           "iter_jsonl", "looks_like_file", "SUFFIXES"]
+
+STREAM_PEEK = 100  # rows read ahead to choose the format of a streamed file
 
 
 @dataclass
 class Splits:
-    """The rows one run trains and evaluates on, and what was dropped on the way."""
+    """The rows one run trains and evaluates on, and what happened to them on the way."""
 
-    mode: str  # "classification", "sft" (prompt/response) or "text" (plain language modelling)
-    train: list[dict]
+    mode: str  # "classification", "sft", "text" (language modelling on plain text) or "seq2seq"
+    train: list[dict]  # empty when data.streaming: training rows come from `stream_rows`
     eval: list[dict]
-    dropped: dict[str, int] = field(default_factory=dict)
+    format: str = ""  # sft: "prompt_response", "alpaca" or "messages"; otherwise the mode
     columns: list[str] = field(default_factory=list)
+    # Per split ("train", and "eval" when read from data.eval): rows changed or removed by each step.
+    cleaning: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Per source: split, source, weight, rows_read, rows_kept (after cleaning), rows_used (in the split).
+    sources: list[dict] = field(default_factory=list)
 
+    def __post_init__(self):
+        self.format = self.format or self.mode
 
-def _raw_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it ends in .gz."""
-    raw = path.read_bytes()
-    if path.suffix.lower() != ".gz":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
-        raise DataError(f"{path}: not a valid gzip file ({exc})") from None
+    @property
+    def rows_dropped(self) -> int:
+        return sum(cleaning.removed(c) for c in self.cleaning.values())
 
-
-def _format_suffix(path: Path) -> str:
-    """The data format's suffix: `train.jsonl.gz` is JSONL."""
-    suffix = path.suffix.lower()
-    return Path(path.stem).suffix.lower() if suffix == ".gz" else suffix
-
-
-def _decode(path: Path) -> str:
-    raw = _raw_bytes(path)
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line} is not valid UTF-8 (byte offset {exc.start})",
-                        hint="re-save the file as UTF-8") from None
-
-
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line of a JSONL file; DataError naming the line."""
-    for number, line in enumerate(_decode(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg}, column {exc.colno})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}: line {number} is a JSON {type(row).__name__}, expected an object")
-        yield number, row
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    return [row for _, row in iter_jsonl(path)]
-
-
-def _read_json(path: Path) -> list[dict]:
-    try:
-        data = json.loads(_decode(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise DataError(f"{path}: expected a JSON list of objects",
-                        hint="one object per line is .jsonl; a .json file holds [ {...}, {...} ]")
-    return data
-
-
-def _read_delimited(path: Path, delimiter: str) -> list[dict]:
-    # TSV is read with quoting disabled so raw quotes in text survive (news text is full of them).
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.DictReader(io.StringIO(_decode(path), newline=""), delimiter=delimiter, quoting=quoting)
-    rows = []
-    for row in reader:
-        if None in row:
-            raise DataError(f"{path}: line {reader.line_num} has more fields than the header")
-        rows.append(row)
-    return rows
-
-
-def _read_parquet(path: Path) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_table(io.BytesIO(_raw_bytes(path))).to_pylist()
-    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-        raise DataError(f"{path}: cannot read parquet: {exc}") from None
-
-
-def _read_hub(name: str) -> list[dict]:
-    import datasets
-
-    try:
-        return list(datasets.load_dataset(name, split="train"))
-    except Exception as exc:  # offline, missing, or gated: all are the user's to fix
-        raise DataError(f"data '{name}' is not a local file and could not be loaded as a hub dataset: "
-                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                        hint="use a local file path (.jsonl .json .csv .tsv .parquet), or connect to the Hub") from None
-
-
-def looks_like_file(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or Path(source).suffix != ""
-
-
-def _read_text_lines(path: Path, field_name: str) -> list[dict]:
-    """Plain text, one example per line (blank lines skipped), under the recipe's text field."""
-    return [{field_name: line} for line in _decode(path).splitlines() if line.strip()]
-
-
-def read_rows(source: str, text_field: str = "text") -> list[dict]:
-    """All rows of a data source, as dicts. Raises DataError naming the file and what is wrong.
-    A .txt file gives one row per line, its text under `text_field`."""
-    path = Path(source).expanduser()
-    if not path.exists():
-        if looks_like_file(source):
-            raise DataError(f"data file not found: {source}")
-        return _read_hub(source)
-    if path.is_dir():
-        return _read_directory(path, text_field)
-    return _read_file(path, text_field)
-
-
-def _read_directory(folder: Path, text_field: str) -> list[dict]:
-    """Every data file below a folder, in sorted path order (so a run sees the same row order)."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
-                   and _format_suffix(p) in SUFFIXES)
-    if not files:
-        raise DataError(f"{folder} is a folder with no data files ({', '.join(SUFFIXES)}, or gzipped)")
-    return [row for file in files for row in _read_file(file, text_field)]
-
-
-def _read_file(path: Path, text_field: str) -> list[dict]:
-    source = str(path)
-    suffix = _format_suffix(path)
-    readers = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_parquet,
-               ".csv": lambda p: _read_delimited(p, ","), ".tsv": lambda p: _read_delimited(p, "\t"),
-               ".txt": lambda p: _read_text_lines(p, text_field)}
-    if suffix not in readers:
-        raise DataError(f"{source}: unsupported file type '{suffix or '(none)'}'",
-                        hint=f"use one of {', '.join(SUFFIXES)}, or any of them gzipped (.gz)")
-    rows = readers[suffix](path)
-    if not rows:
-        raise DataError(f"{source}: no rows")
-    return rows
+    def dropped_summary(self) -> str:
+        """E.g. "3 rows (2 incomplete, 1 duplicate)"; "" when cleaning removed nothing."""
+        total = cleaning.new_counts()
+        for counts in self.cleaning.values():
+            total = {k: total[k] + counts.get(k, 0) for k in total}
+        return cleaning.summary(total)
 
 
 def _columns(rows: list[dict]) -> list[str]:
@@ -173,69 +66,159 @@ def _columns(rows: list[dict]) -> list[str]:
     return list(seen)
 
 
-def choose_mode(recipe: Recipe, columns: list[str], source: str) -> str:
-    """Which kind of run the data asks for; an error that lists the fields the data has otherwise."""
+def _read_all(recipe: Recipe, sources: list[DataSource]) -> list[list[dict]]:
     d = recipe.data
-    have = ", ".join(columns) or "(none)"
-    if recipe.task == "sequence-classification":
-        missing = [f for f in (d.text_field, d.label_field) if f not in columns]
-        if missing:
-            raise DataError(f"{source}: field(s) {', '.join(missing)} not found; the data has: {have}",
-                            hint="set data.text_field / data.label_field to the names your data uses")
-        return "classification"
-    if d.prompt_field in columns and d.response_field in columns:
-        return "sft"
-    if d.text_field in columns:
-        return "text"
-    raise DataError(f"{source}: causal-lm needs fields '{d.prompt_field}' and '{d.response_field}' (SFT) "
-                    f"or '{d.text_field}' (plain text); the data has: {have}",
-                    hint="set data.prompt_field/response_field or data.text_field to the names your data uses")
+    return [read_source(s, d.text_field, d.prompt_field, d.response_field) for s in sources]
 
 
-def required_fields(recipe: Recipe, mode: str) -> tuple[str, ...]:
-    d = recipe.data
-    return {"classification": (d.text_field, d.label_field), "sft": (d.prompt_field, d.response_field),
-            "text": (d.text_field,)}[mode]
+def _clean(recipe: Recipe, fmt: RowFormat, sources: list[DataSource], parts: list[list[dict]],
+           what: str) -> tuple[list[list[dict]], dict[str, int]]:
+    """Each source's rows cleaned (dedup across all of them: keep the first); an error if none are left."""
+    counts, seen = cleaning.new_counts(), set()
+    kept = [list(cleaning.clean_rows(rows, fmt, recipe.data, describe_source(s), counts, seen))
+            for s, rows in zip(sources, parts)]
+    if parts and not any(kept):
+        name = ", ".join(describe_source(s) for s in sources)
+        if counts["incomplete"] == sum(len(rows) for rows in parts):
+            raise DataError(f"{name}: every row has an empty or null {' / '.join(fmt.required)}")
+        raise DataError(f"{name}: no {what} rows left after cleaning ({cleaning.summary(counts)} removed)",
+                        hint="loosen data.min_chars / data.max_chars")
+    return kept, counts
 
 
-def _keep_complete(rows: list[dict], fields: tuple[str, ...]) -> tuple[list[dict], int]:
-    """Drop rows whose required fields are null or blank text; return the rest and how many went."""
-    def ok(value) -> bool:
-        return value is not None and not (isinstance(value, str) and not value.strip())
+def _hold_out(parts: list[list[dict]], fraction: float, seed: int) -> tuple[list[list[dict]], list[dict]]:
+    """A seeded eval share of each source, in file order; before mixing, so a row repeated by its
+    weight can never be in both splits."""
+    rng, train_parts, eval_rows = random.Random(seed), [], []
+    for rows in parts:
+        if fraction <= 0 or len(rows) < 2:
+            train_parts.append(rows)
+            continue
+        order = list(range(len(rows)))
+        rng.shuffle(order)
+        n_eval = min(len(rows) - 1, max(1, round(len(rows) * fraction)))
+        eval_rows += [rows[i] for i in sorted(order[:n_eval])]
+        train_parts.append([rows[i] for i in sorted(order[n_eval:])])
+    return train_parts, eval_rows
 
-    kept = [r for r in rows if all(ok(r.get(f)) for f in fields)]
-    return kept, len(rows) - len(kept)
+
+def _combine(data, sources: list[DataSource], parts: list[list[dict]], seed: int) -> tuple[list[dict], list[int]]:
+    """Rows of all sources, mixed by weight when the data is a mix, else as read. Returns the rows and
+    each row's source index."""
+    if is_mix(data):
+        return mix(parts, [s.weight for s in sources], seed)
+    return [row for rows in parts for row in rows], [i for i, rows in enumerate(parts) for _ in rows]
+
+
+def _source_report(split: str, sources, read, kept, origin) -> list[dict]:
+    used = Counter(origin)
+    return [{"split": split, "source": describe_source(s), "weight": s.weight, "rows_read": len(r),
+             "rows_kept": len(k), "rows_used": used[i]} for i, (s, r, k) in enumerate(zip(sources, read, kept))]
 
 
 def load_splits(recipe: Recipe) -> Splits:
-    """Train and eval rows for a recipe: read, check fields, drop incomplete rows, split (seeded)."""
+    """Train and eval rows for a recipe: read, choose the format, clean, split and mix (seeded)."""
     d, seed = recipe.data, recipe.train.seed
-    train = read_rows(d.train, d.text_field)
-    columns = _columns(train)
-    mode = choose_mode(recipe, columns, d.train)
-    fields = required_fields(recipe, mode)
-    train, dropped_train = _keep_complete(train, fields)
-    if not train:
-        raise DataError(f"{d.train}: every row has an empty or null {' / '.join(fields)}")
-    dropped = {"train_incomplete": dropped_train}
+    if d.streaming:
+        return _streaming_splits(recipe)
+    train_sources = as_sources(d.train)
+    read = _read_all(recipe, train_sources)
+    fmt = detect_format(recipe, _columns(read[0]), describe_source(train_sources[0]))
+    for source, rows in zip(train_sources[1:], read[1:]):
+        require_columns(fmt, _columns(rows), describe_source(source), recipe)
+    kept, counts = _clean(recipe, fmt, train_sources, read, "training")
+    report = {"train": counts}
 
     if d.eval:
-        eval_rows = read_rows(d.eval, d.text_field)
-        missing = [f for f in fields if f not in _columns(eval_rows)]
-        if missing:
-            raise DataError(f"{d.eval}: field(s) {', '.join(missing)} not found; "
-                            f"the data has: {', '.join(_columns(eval_rows))}")
-        eval_rows, dropped["eval_incomplete"] = _keep_complete(eval_rows, fields)
-    elif d.eval_fraction > 0 and len(train) > 1:
-        order = list(range(len(train)))
-        random.Random(seed).shuffle(order)
-        n_eval = min(len(train) - 1, max(1, round(len(train) * d.eval_fraction)))
-        eval_rows = [train[i] for i in sorted(order[:n_eval])]
-        train = [train[i] for i in sorted(order[n_eval:])]
+        eval_sources = as_sources(d.eval)
+        eval_read = _read_all(recipe, eval_sources)
+        for source, rows in zip(eval_sources, eval_read):
+            require_columns(fmt, _columns(rows), describe_source(source), recipe)
+        eval_kept, report["eval"] = _clean(recipe, fmt, eval_sources, eval_read, "eval")
+        eval_rows, eval_origin = _combine(d.eval, eval_sources, eval_kept, seed)
+        train_parts = kept
     else:
-        eval_rows = []
+        train_parts, eval_rows = _hold_out(kept, d.eval_fraction, seed)
 
+    train, origin = _combine(d.train, train_sources, train_parts, seed)
     if d.max_train_samples and d.max_train_samples < len(train):
-        picked = random.Random(seed).sample(range(len(train)), d.max_train_samples)
-        train = [train[i] for i in sorted(picked)]
-    return Splits(mode=mode, train=train, eval=eval_rows, dropped=dropped, columns=columns)
+        picked = sorted(random.Random(seed).sample(range(len(train)), d.max_train_samples))
+        train, origin = [train[i] for i in picked], [origin[i] for i in picked]
+
+    sources = _source_report("train", train_sources, read, kept, origin)
+    if d.eval:
+        sources += _source_report("eval", eval_sources, eval_read, eval_kept, eval_origin)
+    columns = list(dict.fromkeys(c for rows in read for c in _columns(rows)))
+    return Splits(mode=fmt.mode, format=fmt.name, train=train, eval=eval_rows, columns=columns,
+                  cleaning=report, sources=sources)
+
+
+# ---------------------------------------------------------------- streaming
+
+
+def _streamed_file(recipe: Recipe) -> Path:
+    """The training file or folder to stream; an error for anything streaming cannot do (the
+    recipe itself already requires train.max_steps)."""
+    d = recipe.data
+    problems = []
+    if isinstance(d.train, list) or (isinstance(d.train, DataSource) and (d.train.weight != 1 or not d.train.path)):
+        problems.append("data.train must be one local file or folder (no hub dataset, parallel text or mix)")
+    elif not as_sources(d.train)[0].path:
+        problems.append("data.train must be a local file or folder (set data.streaming: false to read a hub dataset)")
+    if not d.eval and d.eval_fraction > 0:
+        problems.append("a held-out split needs every row first: set data.eval, or data.eval_fraction: 0")
+    if d.dedup:
+        problems.append("data.dedup remembers every row: turn it off")
+    if d.max_train_samples:
+        problems.append("data.max_train_samples samples from all rows: remove it")
+    if recipe.task == "sequence-classification":
+        problems.append("classification needs every label before training: turn streaming off")
+    if problems:
+        raise DataError("data.streaming: " + "; ".join(problems))
+    path = Path(as_sources(d.train)[0].path).expanduser()
+    if not path.exists():
+        raise DataError(f"data file not found: {path}")
+    whole = [f for f in data_files(path) if format_suffix(f) not in LAZY_SUFFIXES]
+    if whole:
+        raise DataError(f"data.streaming: {whole[0]} cannot be read lazily",
+                        hint=f"stream {', '.join(LAZY_SUFFIXES)} files (gzipped too), or turn streaming off")
+    return path
+
+
+def _stream_start(recipe: Recipe) -> tuple[RowFormat, list[str], Iterator[dict]]:
+    """The streamed file's format and columns (from its first rows), and all its rows, lazily."""
+    d = recipe.data
+    path = _streamed_file(recipe)
+    rows = (row for file in data_files(path) for row in iter_file(file, d.text_field))
+    head = list(islice(rows, STREAM_PEEK))
+    if not head:
+        raise DataError(f"{path}: no rows")
+    columns = _columns(head)
+    return detect_format(recipe, columns, str(path)), columns, chain(head, rows)
+
+
+def stream_rows(recipe: Recipe, counts: dict[str, int] | None = None) -> Iterator[dict]:
+    """The cleaned training rows of a streamed file, read lazily (each call starts from the top).
+    Rows cleaning removes are added to `counts` (see `ftcli.cleaning.STEPS`) as they go by, so a
+    second pass over the file adds its counts again."""
+    fmt, _, rows = _stream_start(recipe)
+    counts = {} if counts is None else counts
+    for step in cleaning.STEPS:
+        counts.setdefault(step, 0)
+    return cleaning.clean_rows(rows, fmt, recipe.data, describe_source(recipe.data.train), counts)
+
+
+def _streaming_splits(recipe: Recipe) -> Splits:
+    """Splits for a streamed run: the format from the file's first rows, the eval rows read whole,
+    no training rows (they come from `stream_rows`)."""
+    fmt, columns, _ = _stream_start(recipe)
+    eval_sources = as_sources(recipe.data.eval) if recipe.data.eval else []
+    eval_read = _read_all(recipe, eval_sources)
+    for source, rows in zip(eval_sources, eval_read):
+        require_columns(fmt, _columns(rows), describe_source(source), recipe)
+    eval_kept, counts = _clean(recipe, fmt, eval_sources, eval_read, "eval")
+    eval_rows, origin = _combine(recipe.data.eval, eval_sources, eval_kept, recipe.train.seed) if eval_sources \
+        else ([], [])
+    return Splits(mode=fmt.mode, format=fmt.name, train=[], eval=eval_rows, columns=columns,
+                  cleaning={"eval": counts} if eval_sources else {},
+                  sources=_source_report("eval", eval_sources, eval_read, eval_kept, origin))

@@ -41,8 +41,8 @@ class Loaded(NamedTuple):
     model: Any
     tokenizer: Any
     settings: GenerateSection  # the recipe's `generate:` section with overrides applied, seed filled in
-    chat: bool  # prompts go through the chat template
-    mode: str  # "sft" (answer a formatted prompt) or "text" (continue the prompt)
+    chat: bool | str  # prompts go through a chat template: the tokenizer's (True) or this Jinja one
+    mode: str  # "sft" (answer a formatted prompt), "text" (continue the prompt) or "seq2seq" (encode it)
 
 
 # --- loading ------------------------------------------------------------------------------------------
@@ -64,6 +64,23 @@ def _ready(settings: GenerateSection, default_seed: int) -> GenerateSection:
     return settings.model_copy(update=update) if update else settings
 
 
+def with_source_prefix(settings: GenerateSection, source_prefix: str) -> GenerateSection:
+    """seq2seq: training put `data.source_prefix` before every source, so generation does too, as
+    the front of the prompt template."""
+    if not source_prefix:
+        return settings
+    return settings.model_copy(update={"template": source_prefix + (settings.template or "{prompt}")})
+
+
+def _is_encoder_decoder(name_or_path: str) -> bool:
+    from transformers import AutoConfig
+
+    try:
+        return bool(AutoConfig.from_pretrained(name_or_path).is_encoder_decoder)
+    except (OSError, ValueError):
+        return False  # loading the model itself reports what is wrong with it
+
+
 def load_for_generation(target: str | Path | None = None, base: bool = False, model: str | None = None,
                         **options) -> Loaded:
     """Model, tokenizer, settings, chat flag and mode for generating from a run (`target`: run dir,
@@ -72,8 +89,9 @@ def load_for_generation(target: str | Path | None = None, base: bool = False, mo
     settings; its chat template when it has one, plain continuation otherwise). `options` override
     the recipe's `generate:` section (None = keep)."""
     from ftcli.modeling import check_model_source, load_model, load_tokenizer, local_model
-    from ftcli.preprocess import has_chat_template, uses_chat_template
+    from ftcli.preprocess import has_chat_template
     from ftcli.schema import ModelSection, TrainSection
+    from ftcli.templates import generation_format
 
     if model is not None:
         if target is not None or base:
@@ -83,22 +101,26 @@ def load_for_generation(target: str | Path | None = None, base: bool = False, mo
         check_model_source(source.name_or_path)
         settings = _ready(settings_with(GenerateSection(), **options), TrainSection().seed)
         tokenizer = load_tokenizer(source)
-        weights = load_model("causal-lm", source)
-        chat = has_chat_template(tokenizer)
-        mode = "sft" if chat else "text"
+        seq2seq = _is_encoder_decoder(source.name_or_path)
+        weights = load_model("seq2seq" if seq2seq else "causal-lm", source)
+        chat = not seq2seq and has_chat_template(tokenizer)
+        mode = "seq2seq" if seq2seq else "sft" if chat else "text"
     else:
         run_dir = runs.resolve_run(target)
         recipe = runs.load_run_recipe(run_dir)
-        if recipe.task != "causal-lm":
-            raise UserError(f"{run_dir} is a {recipe.task} run; generate needs a causal-lm run",
+        if recipe.task not in ("causal-lm", "seq2seq"):
+            raise UserError(f"{run_dir} is a {recipe.task} run; generate needs a causal-lm or seq2seq run",
                             hint="use `ftcli eval` for classification runs")
         settings = _ready(settings_with(recipe.generate, **options), recipe.train.seed)
         tuned = local_model(run_dir / runs.MODEL_DIR)
         tokenizer = load_tokenizer(tuned)
-        weights = load_model("causal-lm", recipe.model if base else tuned)
+        # --base of a from_config run: its untrained starting point (same tokenizer and seed).
+        weights = load_model(recipe.task, recipe.model if base else tuned, tokenizer=tokenizer, seed=recipe.train.seed)
         mode = (runs.read_train_results(run_dir) or {}).get("mode", "sft")
-        # Plain-text runs learned continuation; SFT runs learned to answer a formatted prompt.
-        chat = mode == "sft" and uses_chat_template(tokenizer, recipe.data.template)
+        if recipe.task == "seq2seq":
+            mode, settings = "seq2seq", with_source_prefix(settings, recipe.data.source_prefix)
+        # Plain-text runs learned continuation; SFT runs learned to answer a prompt in data.template.
+        settings, chat = generation_format(tokenizer, recipe.data, settings) if mode == "sft" else (settings, False)
     if chat and settings.template is not None:
         log("generate.template is for plain prompts; this model uses its chat template instead")
     return Loaded(weights.to(_device()).eval(), tokenizer, settings, chat, mode)
@@ -145,6 +167,35 @@ def _left_padded(id_lists: Sequence[list[int]], pad_id: int, device):
     return input_ids.to(device), mask.to(device)
 
 
+def _right_padded(id_lists: Sequence[list[int]], pad_id: int, device):
+    """An encoder's batch, padded on the right as in training: an encoder with absolute positions
+    (BART's) would see every token moved by left padding. Only a decoder must continue its prompt
+    directly, which is why decoder-only batches are left-padded."""
+    import torch
+
+    width = max(len(ids) for ids in id_lists)
+    input_ids = torch.full((len(id_lists), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(id_lists), width), dtype=torch.long)
+    for row, ids in enumerate(id_lists):
+        input_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        mask[row, :len(ids)] = 1
+    return input_ids.to(device), mask.to(device)
+
+
+def prompt_ids(tokenizer, prompt: str, settings: GenerateSection, chat: bool, mode: str = "sft",
+               history: Sequence[tuple[str, str]] = (), examples=None) -> list[int]:
+    """Token ids the model is given for a raw prompt, formatted as `settings` say. seq2seq: the
+    encoder's input (source prefix and prompt, with the tokenizer's special tokens such as T5's </s>,
+    as in training); it has no conversation, so `history` does not apply."""
+    from ftcli.preprocess import prompt_token_ids
+
+    if mode == "seq2seq":
+        return tokenizer(format_generation_prompt(tokenizer, prompt, settings, False, mode,
+                                                  examples=examples))["input_ids"]
+    return prompt_token_ids(tokenizer, format_generation_prompt(tokenizer, prompt, settings, chat, mode,
+                                                                history=history, examples=examples))
+
+
 def _stop_ids(model, tokenizer) -> set[int]:
     eos = model.generation_config.eos_token_id
     ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -169,11 +220,15 @@ def generate_ids(model, tokenizer, id_lists: Sequence[list[int]], settings: Gene
     """One batch of tokenized prompts → (answers per prompt, tokens generated in all)."""
     import torch
 
-    input_ids, mask = _left_padded(id_lists, tokenizer.pad_token_id, model.device)
+    encoder_decoder = model.config.is_encoder_decoder
+    pad = _right_padded if encoder_decoder else _left_padded
+    input_ids, mask = pad(id_lists, tokenizer.pad_token_id, model.device)
     with torch.inference_mode():
         out = model.generate(input_ids=input_ids, attention_mask=mask, streamer=streamer,
                              **_generate_kwargs(tokenizer, settings))
-    new = out[:, input_ids.shape[1]:]
+    # A decoder-only model's output repeats the prompt; an encoder-decoder's is the decoder's own
+    # sequence, after its start token.
+    new = out[:, 1:] if encoder_decoder else out[:, input_ids.shape[1]:]
     n = settings.num_return_sequences if _sampling(settings) else 1
     texts = [apply_stop(t, settings.stop).strip()
              for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
@@ -185,8 +240,6 @@ def iter_generate(model, tokenizer, prompts: Iterable[str], settings: GenerateSe
     """Answers (a list of num_return_sequences strings) for each raw prompt, yielded in input order.
     Prompts are formatted as `settings` says, and batched by similar length within windows of
     16 batches (so results can be written out as they come)."""
-    from ftcli.preprocess import prompt_token_ids
-
     _check_settings(settings)
     batch_size = batch_size or settings.batch_size
     examples = few_shot_examples(settings)
@@ -197,8 +250,7 @@ def iter_generate(model, tokenizer, prompts: Iterable[str], settings: GenerateSe
     prompts = list(prompts)
     window = batch_size * 16
     for start in range(0, len(prompts), window):
-        ids = [prompt_token_ids(tokenizer, format_generation_prompt(tokenizer, p, settings, chat, mode,
-                                                                    examples=examples))
+        ids = [prompt_ids(tokenizer, p, settings, chat, mode, examples=examples)
                for p in prompts[start:start + window]]
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         answers: list[list[str] | None] = [None] * len(ids)
@@ -225,13 +277,10 @@ def measure_throughput(model, tokenizer, prompts: list[str], settings: GenerateS
                        batch_size: int | None = None, mode: str = "sft") -> dict:
     """Greedy generation of `prompts` one at a time vs in batches: seconds, tokens, tokens/s, the
     speed-up, and whether both gave the same texts."""
-    from ftcli.preprocess import prompt_token_ids
-
     greedy = settings.model_copy(update={"temperature": 0.0, "num_return_sequences": 1})
     batch_size = batch_size or greedy.batch_size
     examples = few_shot_examples(greedy)
-    ids = [prompt_token_ids(tokenizer, format_generation_prompt(tokenizer, p, greedy, chat, mode, examples=examples))
-           for p in prompts]
+    ids = [prompt_ids(tokenizer, p, greedy, chat, mode, examples=examples) for p in prompts]
     for warm_up in (ids[:1], ids[:batch_size]):  # first calls pay one-off costs; keep them out
         generate_ids(model, tokenizer, warm_up, greedy)
 

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import IO
 
 from ftcli.errors import DataError, UserError
-from ftcli.generation import Loaded, _cut_at_stop, generate_ids, iter_generate, log
+from ftcli.generation import Loaded, _cut_at_stop, generate_ids, iter_generate, log, prompt_ids
 from ftcli.data import iter_jsonl
-from ftcli.prompting import format_generation_prompt
 
 ANSWER_SEPARATOR = "---"  # between the answers to one prompt on stdout (num_return_sequences > 1)
 EXIT_COMMAND = "/exit"
@@ -70,12 +69,10 @@ def _make_streamer(tokenizer, stops: Sequence[str], out: IO[str]):
 
 def _fit_history(tokenizer, model, prompt: str, settings, chat, mode, history: list) -> list[int]:
     """Token ids of the next chat prompt, dropping the oldest turns while it would not fit the model."""
-    from ftcli.preprocess import prompt_token_ids
-
     limit = getattr(model.config, "max_position_embeddings", None)
     while True:
-        ids = prompt_token_ids(tokenizer, format_generation_prompt(
-            tokenizer, prompt, settings, chat, mode, history=history, examples=settings.few_shot or []))
+        ids = prompt_ids(tokenizer, prompt, settings, chat, mode, history=history,
+                         examples=settings.few_shot or [])
         if not history or limit is None or len(ids) + settings.max_new_tokens <= limit:
             return ids
         history.pop(0)
@@ -122,8 +119,6 @@ def chat_loop(loaded: Loaded, stdin: IO[str] | None = None, stdout: IO[str] | No
 def print_answers(loaded: Loaded, prompt: str, out: IO[str] | None = None, stream: bool = False) -> list[str]:
     """Answer one prompt on `out` (stdout): the text, or the answers separated by `---` lines when
     num_return_sequences > 1; `stream` prints tokens as they are generated (one answer only)."""
-    from ftcli.preprocess import prompt_token_ids
-
     model, tokenizer, settings, chat, mode = loaded
     out = out or sys.stdout
     if stream and settings.num_return_sequences > 1:
@@ -132,7 +127,7 @@ def print_answers(loaded: Loaded, prompt: str, out: IO[str] | None = None, strea
         from transformers import set_seed
 
         set_seed(settings.seed)
-    ids = prompt_token_ids(tokenizer, format_generation_prompt(tokenizer, prompt, settings, chat, mode))
+    ids = prompt_ids(tokenizer, prompt, settings, chat, mode)
     streamer = _make_streamer(tokenizer, settings.stop, out) if stream else None
     (answers,), _ = generate_ids(model, tokenizer, [ids], settings, streamer=streamer)
     if not stream:

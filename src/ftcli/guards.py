@@ -74,6 +74,11 @@ class FtcliTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.on_nonfinite_loss = on_nonfinite_loss
         self.skipped_batches = 0
+        if getattr(self.model.config, "is_encoder_decoder", False):
+            # Encoder-decoders (T5, BART, ...) average their loss themselves and ignore
+            # num_items_in_batch, yet take **kwargs: Trainer would then not divide the loss by
+            # gradient_accumulation_steps, and 2 accumulated batches would count double.
+            self.model_accepts_loss_kwargs = False
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         # Perplexity beside every eval loss. `logs` is the very dict Trainer then uses to pick the

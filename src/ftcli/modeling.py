@@ -16,8 +16,11 @@ if TYPE_CHECKING:
     from ftcli.recipe import ModelSection
 
 TASK_MODEL_CLASSES = {"causal-lm": "AutoModelForCausalLM",
-                      "sequence-classification": "AutoModelForSequenceClassification"}
-PEFT_TASK_TYPES = {"causal-lm": "CAUSAL_LM", "sequence-classification": "SEQ_CLS"}
+                      "sequence-classification": "AutoModelForSequenceClassification",
+                      "seq2seq": "AutoModelForSeq2SeqLM", "masked-lm": "AutoModelForMaskedLM"}
+# peft has no masked-LM task type; None gives its generic model, which LoRA-wraps the encoder alike.
+PEFT_TASK_TYPES = {"causal-lm": "CAUSAL_LM", "sequence-classification": "SEQ_CLS", "seq2seq": "SEQ_2_SEQ_LM",
+                   "masked-lm": None}
 
 
 def is_local(name_or_path: str) -> bool:
@@ -115,11 +118,19 @@ def load_tokenizer(source, log=None):
     return tokenizer
 
 
-def load_model(task: str, source, label2id: dict | None = None, pad_token_id: int | None = None):
-    """The model of a recipe's `model:` section (a ModelSection) with the task's head."""
+def load_model(task: str, source, label2id: dict | None = None, pad_token_id: int | None = None,
+               tokenizer=None, seed: int | None = None):
+    """The model of a recipe's `model:` section (a ModelSection) with the task's head. A
+    `from_config` source is a new model, sized to `tokenizer` and initialised from `seed`."""
     import transformers
 
     cls = getattr(transformers, TASK_MODEL_CLASSES[task])
+    if source.from_config is not None:
+        from ftcli.architectures import new_model
+
+        if tokenizer is None or seed is None:
+            raise ValueError("a model built from its config needs the run's tokenizer and seed")
+        return new_model(cls, source.from_config, tokenizer, seed, label2id)
     _refuse_pickle(source)
     kwargs = _source_kwargs(source)
     if task == "sequence-classification" and label2id is not None:

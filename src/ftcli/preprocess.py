@@ -1,14 +1,16 @@
 """Turn rows into token ids for each task, and pad them into batches.
 
-Training and generation format prompts with the same function (`format_prompt`), so a tuned model
-is always asked questions in exactly the shape it was trained on.
+SFT prompts are rendered by `ftcli.templates` (data.template), for training here and for generation
+in `ftcli.prompting`, so a tuned model is always asked questions in exactly the shape it was trained
+on (tests/test_templates.py checks the two agree token for token).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ftcli.errors import DataError, ModelError
+from ftcli import templates
+from ftcli.errors import DataError
 from ftcli.recipe import Recipe
 
 IGNORE_INDEX = -100  # label value the loss skips (prompt tokens, padding)
@@ -19,20 +21,18 @@ def has_chat_template(tokenizer) -> bool:
 
 
 def uses_chat_template(tokenizer, template: str) -> bool:
-    """Whether prompts go through the tokenizer's chat template: `data.template` auto (when there is
-    one), chat (required: an error without one) or plain."""
-    if template == "chat" and not has_chat_template(tokenizer):
-        raise ModelError(f"data.template is 'chat' but the tokenizer of {tokenizer.name_or_path} has no chat template",
-                         hint="use a chat model, or set data.template: plain (or auto) for plain prompts")
-    return template == "chat" or (template == "auto" and has_chat_template(tokenizer))
+    """Whether prompts go through the tokenizer's own chat template: `data.template` auto (when there
+    is one) or chat (required: an error without one). See `templates.resolve` for the other kinds."""
+    return templates.resolve(tokenizer, template) == "chat"
 
 
-def format_prompt(tokenizer, prompt: str, system_prompt: str | None = None, chat: bool = True) -> str:
-    """The text a model sees before its answer: the chat template, or the prompt and a newline."""
+def format_prompt(tokenizer, prompt: str, system_prompt: str | None = None, chat: bool | str = True) -> str:
+    """The text a model sees before its answer: a chat template (True: the tokenizer's; a string: that
+    Jinja template), or the prompt and a newline."""
     if chat:
         messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
         messages.append({"role": "user", "content": prompt})
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return templates.render_chat(tokenizer, messages, chat, add_generation_prompt=True)
     prefix = f"{system_prompt}\n\n" if system_prompt else ""
     return f"{prefix}{prompt}\n"
 
@@ -47,17 +47,9 @@ def prompt_token_ids(tokenizer, text: str) -> list[int]:
     return ids
 
 
-def _answer_ids(tokenizer, response: str, chat: bool) -> list[int]:
-    """The response followed by the end-of-turn token, so the model learns to stop."""
-    if chat:
-        # Render a whole turn and take what follows the prompt: that carries the template's own
-        # end-of-turn markup (e.g. "<|im_end|>\n") instead of a guessed EOS.
-        probe = [{"role": "user", "content": "x"}]
-        head = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(probe + [{"role": "assistant", "content": response}],
-                                             tokenize=False)
-        if full.startswith(head):
-            return tokenizer(full[len(head):], add_special_tokens=False)["input_ids"]
+def _answer_ids(tokenizer, response: str) -> list[int]:
+    """The response followed by EOS, so the model learns to stop (non-chat templates; a chat
+    template writes its own end-of-turn markup, see `templates.chat_segments`)."""
     ids = tokenizer(response, add_special_tokens=False)["input_ids"]
     return ids + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
 
@@ -69,20 +61,49 @@ class Tokenized:
     dropped: int = 0  # SFT examples whose whole response was cut away
 
 
-def tokenize_sft(rows: list[dict], tokenizer, recipe: Recipe) -> Tokenized:
+def _sft_pieces(tokenizer, row: dict, recipe: Recipe, kind: str, format: str) -> list[tuple[list[int], bool]]:
+    """A row as (token ids, learn) pieces: prompts and other turns learn=False, replies learn=True."""
+    d, system = recipe.data, recipe.generate.system_prompt
+    chat = templates.chat_setting(kind)
+    if not chat:
+        prompt, response = templates.prompt_and_reference(row, recipe, format, tokenizer)
+        return [(prompt_token_ids(tokenizer, prompt), False), (_answer_ids(tokenizer, response), True)]
+    messages = templates.conversation(row, d, format, system)
+    texts = templates.chat_segments(tokenizer, messages, chat, last_only=d.assistant_turns == "last")
+    # The first piece opens the example and gets BOS as a generation prompt does; the rest continue it.
+    return [(prompt_token_ids(tokenizer, text) if i == 0 else tokenizer(text, add_special_tokens=False)["input_ids"],
+             learn) for i, (text, learn) in enumerate(texts)]
+
+
+def _fields(rows: list[dict]) -> list[str]:
+    seen: dict[str, None] = {}
+    for row in rows[:1000]:
+        seen.update(dict.fromkeys(row))
+    return list(seen)
+
+
+def tokenize_sft(rows: list[dict], tokenizer, recipe: Recipe, format: str = "prompt_response",
+                 source: str = "data") -> Tokenized:
+    """SFT examples of `format` rows in data.template's format; labels are -100 except on the
+    replies learned (everywhere with data.train_on_prompt)."""
     d = recipe.data
-    chat = uses_chat_template(tokenizer, d.template)
+    kind = templates.resolve(tokenizer, d.template)
+    if rows:  # checked once for all rows, so a bad template fails with one message
+        templates.check_template(kind, d, format, _fields(rows), source)
     out, truncated, dropped = [], 0, 0
     for row in rows:
-        prompt = prompt_token_ids(tokenizer, format_prompt(tokenizer, str(row[d.prompt_field]),
-                                                          recipe.generate.system_prompt, chat))
-        answer = _answer_ids(tokenizer, str(row[d.response_field]), chat)
-        ids = (prompt + answer)[: d.max_length]
-        truncated += len(prompt) + len(answer) > d.max_length
-        if len(ids) <= len(prompt):  # nothing left to learn from
+        ids, labels, replies = [], [], []
+        for piece, learn in _sft_pieces(tokenizer, row, recipe, kind, format):
+            ids += piece
+            labels += piece if learn or d.train_on_prompt else [IGNORE_INDEX] * len(piece)
+            replies += [learn] * len(piece)
+        truncated += len(ids) > d.max_length
+        # Dropped when no reply token survives the cut, with train_on_prompt too: a prompt without
+        # its answer teaches nothing SFT is for, and both settings then train on the same examples.
+        if not any(replies[: d.max_length]):
             dropped += 1
             continue
-        out.append({"input_ids": ids, "labels": [IGNORE_INDEX] * len(prompt) + ids[len(prompt):]})
+        out.append({"input_ids": ids[: d.max_length], "labels": labels[: d.max_length]})
     return Tokenized(out, truncated, dropped)
 
 
@@ -97,6 +118,33 @@ def tokenize_text(rows: list[dict], tokenizer, recipe: Recipe) -> Tokenized:
         ids = ids[: d.max_length]
         out.append({"input_ids": ids, "labels": list(ids)})
     return Tokenized(out, truncated)
+
+
+def encode_with_specials(tokenizer, max_length: int, **texts) -> tuple[list[list[int]], set[int]]:
+    """Token ids of a batch (`text=[...]` or `text_target=[...]`) with the tokenizer's own special
+    tokens, and the positions of those longer than max_length. Those are cut by the tokenizer
+    itself, so an end token such as T5's </s> survives the cut."""
+    ids = tokenizer(**texts)["input_ids"]
+    long = [i for i, one in enumerate(ids) if len(one) > max_length]
+    if long:
+        subset = {key: [values[i] for i in long] for key, values in texts.items()}
+        for i, cut in zip(long, tokenizer(**subset, truncation=True, max_length=max_length)["input_ids"]):
+            ids[i] = cut
+    return ids, set(long)
+
+
+def tokenize_seq2seq(rows: list[dict], tokenizer, recipe: Recipe) -> Tokenized:
+    """Encoder input: source_prefix + source; labels: the target, both as the tokenizer writes them
+    (T5 ends each with </s>). The model builds its decoder input by shifting the labels right."""
+    d = recipe.data
+    if not rows:
+        return Tokenized([])
+    sources, cut_sources = encode_with_specials(
+        tokenizer, d.max_length, text=[d.source_prefix + str(r[d.prompt_field]) for r in rows])
+    targets, cut_targets = encode_with_specials(
+        tokenizer, d.max_length, text_target=[str(r[d.response_field]) for r in rows])
+    examples = [{"input_ids": s, "labels": t} for s, t in zip(sources, targets)]
+    return Tokenized(examples, truncated=len(cut_sources | cut_targets))
 
 
 def _as_number(label: str) -> float | None:
@@ -125,6 +173,8 @@ def tokenize_classification(rows: list[dict], tokenizer, recipe: Recipe, label2i
     if unseen:
         raise DataError(f"{source}: label(s) {', '.join(unseen)} do not occur in the training data "
                         f"(training labels: {', '.join(label2id)})")
+    if not rows:  # fast tokenizers fail on an empty batch (no eval split)
+        return Tokenized([])
     enc = tokenizer([str(r[d.text_field]) for r in rows], truncation=True, max_length=d.max_length)
     out = [{"input_ids": ids, "labels": label2id[str(r[d.label_field])]}
            for ids, r in zip(enc["input_ids"], rows)]
@@ -132,10 +182,20 @@ def tokenize_classification(rows: list[dict], tokenizer, recipe: Recipe, label2i
     return Tokenized(out, truncated)
 
 
-def tokenize(mode: str, rows: list[dict], tokenizer, recipe: Recipe, label2id=None, source="data") -> Tokenized:
+def tokenize(mode: str, rows: list[dict], tokenizer, recipe: Recipe, label2id=None, source="data",
+             format: str | None = None) -> Tokenized:
+    """`format`: the SFT row format (`Splits.format`); None means prompt_response."""
+    if recipe.task == "masked-lm":
+        from ftcli.masking import tokenize_masked  # (imported here: masking builds on this module)
+
+        return tokenize_masked(rows, tokenizer, recipe, source)
+    if mode == "sft":
+        return tokenize_sft(rows, tokenizer, recipe, format or "prompt_response", source)
     if mode == "classification":
         return tokenize_classification(rows, tokenizer, recipe, label2id, source)
-    return (tokenize_sft if mode == "sft" else tokenize_text)(rows, tokenizer, recipe)
+    if mode == "seq2seq":
+        return tokenize_seq2seq(rows, tokenizer, recipe)
+    return tokenize_text(rows, tokenizer, recipe)
 
 
 class PadCollator:
@@ -153,13 +213,16 @@ class PadCollator:
             "attention_mask": torch.zeros((len(examples), width), dtype=torch.long),
         }
         token_labels = isinstance(examples[0]["labels"], list)
-        labels = (torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long) if token_labels
+        # Token labels get their own width: a causal LM's match its inputs, an encoder-decoder's
+        # (the target) do not.
+        label_width = max(len(e["labels"]) for e in examples) if token_labels else 0
+        labels = (torch.full((len(examples), label_width), IGNORE_INDEX, dtype=torch.long) if token_labels
                   else torch.tensor([e["labels"] for e in examples], dtype=torch.long))
         for i, e in enumerate(examples):
             n = len(e["input_ids"])
             batch["input_ids"][i, :n] = torch.tensor(e["input_ids"])
             batch["attention_mask"][i, :n] = 1
             if token_labels:
-                labels[i, :n] = torch.tensor(e["labels"])
+                labels[i, :len(e["labels"])] = torch.tensor(e["labels"])
         batch["labels"] = labels
         return batch

@@ -3,13 +3,14 @@ recipe's `generate:` settings (checked here) and its few-shot examples (read her
 
 Prompt formats (one function, `format_generation_prompt`, builds them all):
 
-* chat (the tokenizer has a chat template and `data.template` is not plain): the chat template, with
-  `generate.system_prompt` as a system message and `generate.few_shot` pairs as earlier
-  user/assistant turns — exactly `preprocess.format_prompt` when there are no examples, so a tuned
-  model is asked in the shape it was trained on;
+* chat (`chat` is True: the tokenizer's chat template; a string: that Jinja template, e.g. ChatML
+  for `data.template: chatml`): `generate.system_prompt` as a system message and `generate.few_shot`
+  pairs as earlier user/assistant turns — exactly `preprocess.format_prompt` when there are no
+  examples, so a tuned model is asked in the shape it was trained on;
 * plain SFT runs: the prompt and a newline (as in training), or `generate.template`
-  (e.g. "Q: {prompt}\\nA:") when set; few-shot examples are the same blocks, each followed by its
-  response and a blank line;
+  (e.g. "Q: {prompt}\\nA:") when set — for runs trained with the alpaca or a custom data.template,
+  `templates.generation_format` sets it to that format; few-shot examples are the same blocks, each
+  followed by its response and a blank line;
 * plain-text (continuation) runs and base models used with `--model`: the prompt itself (or the
   template), continued.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 from ftcli.data import iter_jsonl
 from ftcli.errors import DataError, UserError
 from ftcli.schema import FewShotExample, GenerateSection
+from ftcli.templates import render_chat
 
 
 # --- settings -----------------------------------------------------------------------------------------
@@ -87,7 +89,7 @@ def few_shot_examples(settings: GenerateSection) -> list[FewShotExample]:
     return list(settings.few_shot)
 
 
-def format_generation_prompt(tokenizer, prompt: str, settings: GenerateSection, chat: bool,
+def format_generation_prompt(tokenizer, prompt: str, settings: GenerateSection, chat: bool | str,
                              mode: str = "sft", history: Sequence[tuple[str, str]] = (),
                              examples: Sequence[FewShotExample] | None = None) -> str:
     """The exact text the model continues for `prompt`: system prompt, few-shot examples and earlier
@@ -99,13 +101,13 @@ def format_generation_prompt(tokenizer, prompt: str, settings: GenerateSection, 
         examples = few_shot_examples(settings)
     pairs = [(e.prompt, e.response) for e in examples] + list(history)
     if chat:
-        if not pairs:  # the very function training used
-            return format_prompt(tokenizer, prompt, settings.system_prompt, chat=True)
+        if not pairs:  # the prompt training rendered before a single-turn reply
+            return format_prompt(tokenizer, prompt, settings.system_prompt, chat=chat)
         messages = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
         for user, assistant in pairs:
             messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         messages.append({"role": "user", "content": prompt})
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_chat(tokenizer, messages, chat, add_generation_prompt=True)
 
     def block(text: str) -> str:
         if settings.template is not None:

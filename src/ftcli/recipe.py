@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ftcli.architectures import from_config_problems
 from ftcli.errors import RecipeError, UserError
 from ftcli.schema import (
     BEST_MODEL_METRICS,
@@ -142,7 +143,7 @@ def parse_recipe(raw: Any, source: str = "recipe") -> Recipe:
                 "bool": "a boolean"}.get(type(raw).__name__, type(raw).__name__)
         kind = "empty" if raw is None else name
         raise RecipeError(source, [f"(recipe): the top level must be a mapping of keys, but it is {kind}"])
-    problems = _metric_problems(raw)
+    problems = _metric_problems(raw) + from_config_problems(raw)
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:

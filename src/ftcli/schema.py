@@ -167,6 +167,8 @@ class DataSection(Section):
     dedup: bool = Field(False, description="Drop exact duplicate rows (after normalising).")
     min_chars: int | None = Field(None, gt=0, description="Drop rows whose text fields are shorter in total.")
     max_chars: int | None = Field(None, gt=0, description="Drop rows whose text fields are longer in total.")
+    cache: bool = Field(True, description="Reuse tokenized data from an earlier run with the same rows, "
+                                          "tokenizer and data settings (in $FTCLI_CACHE_DIR or ~/.cache/ftcli).")
     streaming: bool = Field(False, description="Read training files lazily, for data larger than memory "
                                                "(needs train.max_steps; no dedup, held-out split or mixing).")
 

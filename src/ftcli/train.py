@@ -14,7 +14,7 @@ import yaml
 
 from ftcli import checkpoints, runs
 from ftcli.data import load_splits
-from ftcli.errors import DataError, Interrupted, UserError
+from ftcli.errors import Interrupted, UserError
 from ftcli.recipe import Recipe, save_recipe
 
 
@@ -57,13 +57,24 @@ def training_arguments(recipe: Recipe, run_dir: Path):
         load_best_model_at_end=best,
         metric_for_best_model=t.metric_for_best_model,
         greater_is_better=t.metric_for_best_model not in ("loss", "perplexity"),
-        # A causal LM's eval needs only the loss (perplexity follows); keeping vocabulary-sized logits
-        # for every eval token would cost gigabytes.
-        prediction_loss_only=recipe.task == "causal-lm",
+        # A language model's eval needs only the loss (perplexity follows); keeping vocabulary-sized
+        # logits for every eval token would cost gigabytes. (seq2seq generation metrics: `ftcli eval`.)
+        prediction_loss_only=recipe.task in ("causal-lm", "seq2seq", "masked-lm"),
         dataloader_pin_memory=torch.cuda.is_available(),
         # Our examples carry exactly the columns the model takes; nothing to strip.
         remove_unused_columns=False,
     )
+
+
+def data_collator(recipe: Recipe, tokenizer):
+    """Batches for the task: padded, and for masked-lm with tokens hidden (seeded by train.seed)."""
+    if recipe.task == "masked-lm":
+        from ftcli.masking import MaskingCollator
+
+        return MaskingCollator(tokenizer, recipe.data.mlm_probability, recipe.train.seed)
+    from ftcli.preprocess import PadCollator
+
+    return PadCollator(tokenizer.pad_token_id)
 
 
 def picks_best_model(recipe: Recipe) -> bool:
@@ -152,35 +163,33 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
     from transformers import set_seed
 
     from ftcli.guards import FtcliTrainer, GuardCallback, StopSignals
-    from ftcli.modeling import attach_lora, load_model, load_tokenizer, save_final_model
-    from ftcli.preprocess import PadCollator, label_mapping, tokenize
+    from ftcli.modeling import attach_lora, load_model, save_final_model
+    from ftcli.prep_cache import prepare_splits
+    from ftcli.preprocess import label_mapping
+    from ftcli.tokenizer_training import run_tokenizer
 
     run_dir = Path(recipe.train.output_dir)
     resume = _resume_point(recipe, run_dir, overwrite)
     splits = load_splits(recipe)
-    log(f"task {recipe.task} ({splits.mode}): {len(splits.train)} training rows, {len(splits.eval)} eval rows"
-        + (f"; dropped {sum(splits.dropped.values())} incomplete rows" if any(splits.dropped.values()) else ""))
+    rows = "streamed" if recipe.data.streaming else len(splits.train)
+    log(f"task {recipe.task} ({splits.format}): {rows} training rows, {len(splits.eval)} eval rows"
+        + (f"; dropped {splits.dropped_summary()}" if splits.rows_dropped else ""))
 
-    tokenizer = load_tokenizer(recipe.model, log=log)
+    tokenizer = run_tokenizer(recipe, splits, log)
     label2id = label_mapping(splits.train, recipe.data.label_field) if splits.mode == "classification" else None
-    train_set = tokenize(splits.mode, splits.train, tokenizer, recipe, label2id, recipe.data.train)
-    if not train_set.examples:
-        raise DataError(f"{recipe.data.train}: no usable training examples after tokenization "
-                        f"({train_set.dropped} responses were cut away by max_length={recipe.data.max_length})")
-    # Eval rows are prepared now too: a bad label or field fails here, not after hours of training.
-    eval_set = tokenize(splits.mode, splits.eval, tokenizer, recipe, label2id, recipe.data.eval or "eval split")
-    if train_set.truncated or train_set.dropped:
-        log(f"{train_set.truncated} examples truncated to max_length={recipe.data.max_length}"
-            + (f", {train_set.dropped} dropped (response cut away)" if train_set.dropped else ""))
+    train_set, eval_set = prepare_splits(recipe, splits, tokenizer, label2id, log)
 
     set_seed(recipe.train.seed)  # a new classification head is initialised the same way every run
-    model = load_model(recipe.task, recipe.model, label2id, tokenizer.pad_token_id)
+    model = load_model(recipe.task, recipe.model, label2id, tokenizer.pad_token_id, tokenizer, recipe.train.seed)
+    if recipe.model.from_config:
+        log(f"model built from config: {model.num_parameters():,} parameters "
+            f"({recipe.model.from_config['architecture']})")
     if recipe.lora:
         model = attach_lora(model, recipe.task, recipe.lora)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     t = recipe.train
-    log(f"model {recipe.model.name_or_path}: {trainable:,} of {total:,} parameters trainable"
+    log(f"model {recipe.model.name_or_path or 'from config'}: {trainable:,} of {total:,} parameters trainable"
         f" ({'LoRA r=' + str(recipe.lora.r) if recipe.lora else 'full fine-tune'});"
         f" effective batch size {t.batch_size * t.gradient_accumulation_steps}")
 
@@ -190,7 +199,7 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
     with StopSignals(log) as stop:
         callbacks = [GuardCallback(stop)] + evaluation.pop("callbacks")
         trainer = FtcliTrainer(model=model, args=training_arguments(recipe, run_dir),
-                               data_collator=PadCollator(tokenizer.pad_token_id),
+                               data_collator=data_collator(recipe, tokenizer),
                                train_dataset=train_set.examples, processing_class=tokenizer,
                                callbacks=callbacks, on_nonfinite_loss=t.on_nonfinite_loss, **evaluation)
         if resume:
@@ -203,8 +212,10 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
 
     save_final_model(trainer.model, tokenizer, run_dir, is_lora=recipe.lora is not None)
     metrics = dict(result.metrics)
-    metrics.update(train_samples=len(train_set.examples), global_step=result.global_step,
-                   mode=splits.mode, train_rows_dropped=splits.dropped, resumed_from=resume.name if resume else None,
+    metrics.update(train_samples=train_set.examples_made if recipe.data.streaming else len(train_set.examples),
+                   global_step=result.global_step,
+                   mode=splits.mode, format=splits.format, data_cleaning=splits.cleaning, data_sources=splits.sources,
+                   resumed_from=resume.name if resume else None,
                    examples_truncated=train_set.truncated, examples_dropped=train_set.dropped,
                    nonfinite_batches_skipped=trainer.skipped_batches, **_best_model_record(trainer, recipe))
     runs.write_json(run_dir / runs.TRAIN_RESULTS, metrics)

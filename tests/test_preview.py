@@ -1,0 +1,75 @@
+"""`ftcli data preview`: formatted, tokenized examples with loss-ignored text marked, and lengths."""
+
+from __future__ import annotations
+
+import yaml
+from typer.testing import CliRunner
+
+from conftest import repo_rows, write_jsonl
+from ftcli.cli import app
+from ftcli.preview import IGNORED_CLOSE, IGNORED_OPEN, length_summary, preview_data
+from ftcli.recipe import parse_recipe
+
+runner = CliRunner()
+
+
+def _recipe(workdir, model, rows, task="causal-lm", **data):
+    path = write_jsonl(workdir / "train.jsonl", rows)
+    raw = {"task": task, "model": {"name_or_path": str(model)}, "data": {"train": str(path), **data}}
+    (workdir / "r.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return workdir / "r.yaml", parse_recipe(raw)
+
+
+def test_sft_preview_marks_exactly_the_prompt_as_ignored(workdir, tiny_llama):
+    rows = repo_rows("pirate", 20)
+    _, recipe = _recipe(workdir, tiny_llama, rows, eval_fraction=0)
+    preview = preview_data(recipe, n=2)
+    assert len(preview.examples) == 2 and preview.train_rows == 20
+    first = preview.examples[0]
+    ignored = "".join(text for text, trained in first.segments if not trained)
+    trained = "".join(text for text, trained in first.segments if trained)
+    assert rows[0]["prompt"] in ignored and rows[0]["prompt"] not in trained
+    assert trained.startswith(rows[0]["response"])  # the response (then its end-of-turn) is learned
+    assert first.trained_tokens < first.tokens
+    assert len(preview.lengths) == 20 and max(preview.lengths) <= recipe.data.max_length
+
+
+def test_cli_preview_prints_marked_examples_and_the_length_distribution(workdir, tiny_llama):
+    rows = repo_rows("pirate", 12)
+    path, _ = _recipe(workdir, tiny_llama, rows, eval_fraction=0)
+    result = runner.invoke(app, ["data", "preview", str(path), "-n", "1"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.count("--- example") == 1
+    assert f"{IGNORED_OPEN}<|im_start|>user\n{rows[0]['prompt']}" in out
+    assert f"{IGNORED_CLOSE}{rows[0]['response']}" in out
+    assert "tokens per example: n=12" in out
+
+
+def test_train_on_prompt_preview_has_nothing_ignored(workdir, tiny_llama):
+    _, recipe = _recipe(workdir, tiny_llama, repo_rows("pirate", 8), eval_fraction=0, train_on_prompt=True)
+    example = preview_data(recipe, n=1).examples[0]
+    assert all(trained for _, trained in example.segments)
+    assert example.trained_tokens == example.tokens
+
+
+def test_classification_preview_shows_text_and_label(workdir, tiny_bert):
+    rows = repo_rows("reviews", 10)
+    path, _ = _recipe(workdir, tiny_bert, rows, task="sequence-classification", eval_fraction=0)
+    result = runner.invoke(app, ["data", "preview", str(path), "-n", "2"])
+    assert result.exit_code == 0, result.output
+    assert f"label: {rows[0]['label']}" in result.stdout
+    assert "[CLS]" in result.stdout  # the input exactly as the model sees it, special tokens included
+
+
+def test_preview_of_bad_data_is_a_short_user_error(workdir, tiny_llama):
+    path, _ = _recipe(workdir, tiny_llama, [{"question": "q", "answer": "a"}])
+    result = runner.invoke(app, ["data", "preview", str(path)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output and "the data has: question, answer" in result.output
+
+
+def test_length_summary_percentiles_and_histogram():
+    lines = length_summary(list(range(1, 101)), max_length=128, bins=4, width=10)
+    assert lines[0].startswith("tokens per example: n=100  min=1  p50=51  p90=90  p99=99  max=100")
+    assert [int(line.split()[1]) for line in lines[1:]] == [25, 25, 25, 25]
