@@ -197,6 +197,16 @@ def test_the_same_seed_builds_the_same_weights():
         tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
 
 
+def test_a_classifier_built_from_config_gets_the_data_labels():
+    from ftcli.architectures import new_config
+
+    tok = trained("sequence-classification", "bert")
+    config = new_config({"architecture": "bert", "hidden_size": 32, "num_attention_heads": 2}, tok,
+                        label2id={"negative": 0, "positive": 1})
+    assert config.num_labels == 2 and config.id2label == {0: "negative", 1: "positive"}
+    assert config.pad_token_id == tok.pad_token_id == 0 and config.vocab_size == len(tok)
+
+
 def test_an_encoder_decoder_starts_decoding_from_pad():
     from transformers import AutoModelForSeq2SeqLM
 

@@ -86,7 +86,7 @@ def from_config_problems(raw: dict) -> list[str]:
 
 
 def _task_problems(task, architecture: str, fields: dict) -> list[str]:
-    if task not in TASK_MAPPINGS:
+    if not isinstance(task, str) or task not in TASK_MAPPINGS:
         return []  # the schema reports an unknown task
     where = "model.from_config.architecture"
     if architecture not in task_architectures(task):

@@ -21,7 +21,7 @@ from typing import Callable
 from ftcli.recipe import Recipe
 
 # Modules whose code decides what tokenization produces: editing them invalidates every entry.
-_CODE = ("preprocess.py", "templates.py", "prompting.py")
+_CODE = ("preprocess.py", "templates.py", "prompting.py", "masking.py")
 
 
 def cache_dir() -> Path:
