@@ -248,13 +248,19 @@ def test_parallel_text_files_train_a_seq2seq_run(workdir, tiny_t5):
 
 @pytest.mark.slow
 def test_multi30k_t5_from_scratch_beats_its_initialisation(workdir):
-    """The shipped recipe, shortened to a few CPU minutes: BLEU of the trained T5 above the untrained."""
+    """The shipped recipe, shrunk to a few CPU minutes (a smaller T5 and vocabulary, 600 steps of 16
+    pairs): BLEU and chrF of the trained T5 above those of its untrained initialisation. Measured on
+    a busy 2-core machine: tuned BLEU 0.026 (0-1 scale), chrF 19.0; untrained 0.0 and 0.26."""
     data = shared_data("multi30k")
     recipe = REPO / "recipes" / "multi30k-t5-translation.yaml"
+    smaller = {"d_model": 128, "d_kv": 32, "d_ff": 512, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 4}
     overrides = [f"data.train.source={data / 'train.en.gz'}", f"data.train.target={data / 'train.de.gz'}",
                  f"data.eval.source={data / 'val.en.gz'}", f"data.eval.target={data / 'val.de.gz'}",
-                 "data.max_train_samples=8000", "train.max_steps=1200", "train.output_dir=runs/multi30k",
-                 "train.save_total_limit=1"]
+                 *[f"model.from_config.{key}={value}" for key, value in smaller.items()],
+                 "tokenizer.train.vocab_size=4000", "data.max_train_samples=10000", "train.max_steps=600",
+                 "train.batch_size=16", "train.learning_rate=2e-3", 'train.eval_strategy="no"',
+                 "train.output_dir=runs/multi30k", "train.save_total_limit=1",
+                 "generate.max_new_tokens=40"]  # an untrained model never stops: keep eval short
     cli("finetune", recipe, *[arg for o in overrides for arg in ("--set", o)])
     out = json.loads(cli("eval", "--json", "--limit", "200", "runs/multi30k"))
     print(f"multi30k: base {out['base']}, tuned {out['tuned']}")
