@@ -127,6 +127,14 @@ def test_unknown_key_far_from_everything_has_no_suggestion():
     assert problems(raw(train={"zzzzqqq": 1})) == ["train.zzzzqqq: unknown key"]
 
 
+@pytest.mark.parametrize("key", ["[", "list[str]", "str", "DataSource"])
+def test_unknown_key_spelled_like_a_type_tag_is_named(key):
+    # pydantic puts union members' types ("list[str]", "DataSource") in error paths; ours must not
+    # mistake a user's own key for one (a key "[" once crashed the loader with IndexError).
+    assert problems(raw(**{key: None})) == [f"{key}: unknown key"]
+    assert problems(raw(train={key: 1})) == [f"train.{key}: unknown key"]
+
+
 def test_all_problems_reported_at_once():
     data = raw(task="sequence-classification",
                data={"trian": "x.jsonl", "max_length": 0},

@@ -83,10 +83,21 @@ def _suggest(word: str, choices) -> str:
 _UNION_TAGS = {"str", "int", "float", "bool", "dict"} | {cls.__name__ for cls in Section.__subclasses__()}
 
 
-def _clean_loc(loc: tuple) -> tuple:
+def _clean_loc(loc: tuple, raw: Any) -> tuple:
     # pydantic puts a union member's type in the path (target_modules.list[str].0, data.train.DataSource.path):
-    # drop it.
-    return tuple(p for p in loc if not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p)))
+    # drop it. Walk the input alongside, so that a user's own key that looks like a tag ("[", "str") stays.
+    kept, here = [], raw
+    for part in loc:
+        if isinstance(here, dict) and part in here:
+            here = here[part]
+        elif isinstance(here, list) and isinstance(part, int) and 0 <= part < len(here):
+            here = here[part]
+        elif isinstance(part, str) and (part in _UNION_TAGS or "[" in part):
+            continue
+        else:
+            here = None  # past the input (a missing key): keep the rest as pydantic named it
+        kept.append(part)
+    return tuple(kept)
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:
@@ -147,7 +158,7 @@ def parse_recipe(raw: Any, source: str = "recipe") -> Recipe:
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
-        errors = [{**e, "loc": _clean_loc(e["loc"])} for e in exc.errors()]
+        errors = [{**e, "loc": _clean_loc(e["loc"], raw)} for e in exc.errors()]
         # A union reports each member's failure; keep only the most specific path of each.
         locs = [e["loc"] for e in errors]
         specific = [e for e in errors if not any(len(o) > len(e["loc"]) and o[:len(e["loc"])] == e["loc"]
