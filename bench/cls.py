@@ -68,6 +68,7 @@ def _script(train: str, eval: str, out: str, dynamic: bool) -> dict:
     def accuracy(prediction):
         return {"accuracy": float((np.argmax(prediction.predictions, -1) == prediction.label_ids).mean())}
 
+    seen = common.instrument(Trainer)
     set_seed(common.SEED)  # the new classification head starts the same in every contender
     model = AutoModelForSequenceClassification.from_pretrained(common.MINILM, num_labels=2)
     args = TrainingArguments(output_dir=out, num_train_epochs=EPOCHS, per_device_train_batch_size=BATCH,
@@ -81,7 +82,11 @@ def _script(train: str, eval: str, out: str, dynamic: bool) -> dict:
     scores = trainer.evaluate()
     return {"train_s": metrics["train_runtime"], "examples": len(train_set) * EPOCHS,
             "train_loss": metrics["train_loss"], "accuracy": scores["eval_accuracy"],
-            "eval_examples": len(eval_set)}
+            "eval_examples": len(eval_set), **_padding(seen)}
+
+
+def _padding(seen: dict) -> dict:
+    return {"tokens": seen["tokens"], "padded_tokens": seen["padded_tokens"]}
 
 
 def guide(train: str, eval: str, out: str) -> dict:
@@ -94,17 +99,23 @@ def hand(train: str, eval: str, out: str) -> dict:
 
 def ftcli_run(train: str, eval: str, out: str) -> dict:
     import ftcli
+    from ftcli.guards import FtcliTrainer
     from ftcli.recipe import parse_recipe
 
+    seen = common.instrument(FtcliTrainer)
     run_dir = ftcli.finetune(parse_recipe(recipe(train, eval, out)))
     metrics = json.loads((run_dir / "train_results.json").read_text())
     scores = ftcli.evaluate(run_dir, base=False)  # ftcli's own eval: what a user would read
     return {"train_s": metrics["train_runtime"], "examples": metrics["train_samples"] * EPOCHS,
             "train_loss": metrics["train_loss"], "accuracy": scores["tuned"]["accuracy"],
-            "eval_examples": scores["examples"]}
+            "eval_examples": scores["examples"], **_padding(seen)}
 
 
 # --- the workload (in the bench process) ----------------------------------------------------------
+
+def _share(r: dict) -> str:
+    return f"{100 * (1 - r['tokens'] / r['padded_tokens']):.0f}"
+
 
 def run(work: Path, quick: bool, **_) -> dict:
     files = write_data(work, quick)
@@ -118,7 +129,8 @@ def run(work: Path, quick: bool, **_) -> dict:
     rows = [{"workload": "cls", "contender": name, "speed": f"{r['examples_per_s']:.1f} examples/s",
              "quality": f"accuracy {r['accuracy']:.4f}", "time": f"train {r['train_s']:.1f}s",
              "peak RSS": f"{r['peak_rss_mb']:.0f} MB",
-             "vs baseline": f"{speed[name] / speed['guide']:.2f}× guide, {speed[name] / speed['hand']:.2f}× hand"}
+             "vs baseline": f"{speed[name] / speed['guide']:.2f}× guide, {speed[name] / speed['hand']:.2f}× hand",
+             "other": f"{r['tokens']} tokens in {r['padded_tokens']} padded ({_share(r)}% padding)"}
             for name, r in results.items()]
     gap = abs(results["ftcli"]["accuracy"] - results["hand"]["accuracy"])
     checks = [common.check("cls", "ftcli examples/s vs hand script", speed["ftcli"] / speed["hand"], 1.0),

@@ -142,7 +142,7 @@ def run(work: Path, quick: bool, **_) -> dict:
              "quality": f"final loss {r['final_loss']:.4f}", "time": f"train {r['train_s']:.1f}s",
              "peak RSS": f"{r['peak_rss_mb']:.0f} MB",
              "other": f"MFU {100 * r['mfu']:.1f}% ({r['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s); "
-                      f"{r['tokens']} tokens, {r['loss_tokens']} in loss",
+                      f"{r['tokens']} tokens ({r['loss_tokens']} in loss) in {r['padded_tokens']} padded",
              "vs baseline": f"{r['tokens_per_s'] / trl['tokens_per_s']:.2f}× TRL"}
             for name, r in results.items()]
     rows.append({"workload": "sft", "contender": "machine", "speed": "",
