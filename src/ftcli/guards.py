@@ -1,8 +1,10 @@
 """Training that loses no work: completion markers on checkpoints, a clean stop on Ctrl-C/SIGTERM,
-and a guard against non-finite loss. Plugged into the one Trainer that `train.py` builds."""
+and a guard against non-finite loss. Plugged into the one Trainer that `train.py` builds, which also
+carries the exact speed and memory levers (LM head on label positions, token-bounded passes)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -68,17 +70,26 @@ class GuardCallback(TrainerCallback):
 
 
 class FtcliTrainer(Trainer):
-    """Trainer plus: a non-finite loss stops training (default) or skips the batch; eval perplexity."""
+    """Trainer plus: a non-finite loss stops training (default) or skips the batch; eval perplexity;
+    and for causal LMs the LM head only on label positions (`lm_loss`) and batches run in passes of at
+    most `micro_batch_tokens` tokens (`micro_batches`). Both give the loss and gradients of the plain path."""
 
-    def __init__(self, *args, on_nonfinite_loss: str = "stop", **kwargs):
+    def __init__(self, *args, on_nonfinite_loss: str = "stop", causal_lm: bool = False,
+                 micro_batch_tokens: int | None = None, **kwargs):
+        if causal_lm:
+            from ftcli.lm_loss import causal_lm_loss
+
+            kwargs["compute_loss_func"] = causal_lm_loss
         super().__init__(*args, **kwargs)
         self.on_nonfinite_loss = on_nonfinite_loss
         self.skipped_batches = 0
-        if getattr(self.model.config, "is_encoder_decoder", False):
-            # Encoder-decoders (T5, BART, ...) average their loss themselves and ignore
-            # num_items_in_batch, yet take **kwargs: Trainer would then not divide the loss by
-            # gradient_accumulation_steps, and 2 accumulated batches would count double.
-            self.model_accepts_loss_kwargs = False
+        self.causal_lm = causal_lm
+        self.micro_batch_tokens = micro_batch_tokens
+        # Trainer assumes a model whose forward takes **kwargs divides its loss by num_items_in_batch,
+        # and then skips dividing by gradient_accumulation_steps. T5, BART, BERT's masked-LM and
+        # classification heads take **kwargs but average their loss themselves: 2 accumulated batches
+        # would count double. Only our causal-LM loss (`lm_loss`) divides by num_items_in_batch.
+        self.model_accepts_loss_kwargs = False
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         # Perplexity beside every eval loss. `logs` is the very dict Trainer then uses to pick the
@@ -87,10 +98,51 @@ class FtcliTrainer(Trainer):
             logs["eval_perplexity"] = math.exp(min(logs["eval_loss"], 700))
         super().log(logs, *args, **kwargs)
 
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, list):
+            return super()._get_train_sampler(train_dataset)
+        from ftcli.sampling import SeededLengthGroupedSampler
+
+        return SeededLengthGroupedSampler([len(e["input_ids"]) for e in dataset],
+                                          self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                          self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        passes = self._passes(inputs, num_items_in_batch)
+        if len(passes) == 1:
+            return super().training_step(model, inputs, num_items_in_batch)
+        total = 0
+        for i, part in enumerate(passes):
+            # Gradients add up across passes; under DDP only the last pass synchronises them.
+            sync = i == len(passes) - 1
+            with contextlib.nullcontext() if sync else self.accelerator.no_sync(model):
+                total = total + super().training_step(model, part, num_items_in_batch)
+        return total
+
+    def _passes(self, inputs: dict, num_items_in_batch) -> list[dict]:
+        # Splitting is exact only when each pass's loss is divided by the whole batch's label count;
+        # DeepSpeed steps its optimizer inside every backward, so it gets the batch whole.
+        from accelerate.utils import DistributedType
+
+        if (not self.micro_batch_tokens or num_items_in_batch is None or "attention_mask" not in inputs
+                or not self.causal_lm
+                or self.accelerator.distributed_type == DistributedType.DEEPSPEED):
+            return [inputs]
+        from ftcli.micro_batches import split_by_tokens
+
+        return split_by_tokens(inputs, self.micro_batch_tokens)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         import torch
 
-        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.causal_lm and "labels" in inputs:
+            from ftcli.lm_loss import head_on_label_positions
+
+            with head_on_label_positions(self.model, inputs["labels"]):
+                result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        else:
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         loss = result[0] if return_outputs else result
         if torch.isfinite(loss.detach()).all() or not model.training:
             return result

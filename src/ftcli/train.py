@@ -51,6 +51,10 @@ def training_arguments(recipe: Recipe, run_dir: Path):
         save_total_limit=t.save_total_limit,
         logging_steps=t.logging_steps,
         activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name for it
+        # Similar lengths in a batch: little padding to compute (transformers 5's name for group_by_length).
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        dataloader_num_workers=t.dataloader_num_workers,
+        torch_compile=t.torch_compile,
         report_to=t.report_to,
         eval_strategy=t.eval_strategy,
         eval_steps=eval_steps,
@@ -72,6 +76,10 @@ def data_collator(recipe: Recipe, tokenizer):
         from ftcli.masking import MaskingCollator
 
         return MaskingCollator(tokenizer, recipe.data.mlm_probability, recipe.train.seed)
+    if recipe.data.packing:
+        from ftcli.packing import PackingCollator
+
+        return PackingCollator()
     from ftcli.preprocess import PadCollator
 
     return PadCollator(tokenizer.pad_token_id)
@@ -201,7 +209,9 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
         trainer = FtcliTrainer(model=model, args=training_arguments(recipe, run_dir),
                                data_collator=data_collator(recipe, tokenizer),
                                train_dataset=train_set.examples, processing_class=tokenizer,
-                               callbacks=callbacks, on_nonfinite_loss=t.on_nonfinite_loss, **evaluation)
+                               callbacks=callbacks, on_nonfinite_loss=t.on_nonfinite_loss,
+                               causal_lm=recipe.task == "causal-lm", micro_batch_tokens=t.micro_batch_tokens,
+                               **evaluation)
         if resume:
             log(f"resuming from {resume.name}")
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)

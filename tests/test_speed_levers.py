@@ -1,0 +1,231 @@
+"""Speed and memory levers keep the maths: the LM head on label positions only, token-bounded passes,
+padding-free packing and length-grouped batches each give the loss (and gradients) of the plain path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from conftest import repo_rows, write_jsonl
+from ftcli.cli import app
+from ftcli.lm_loss import causal_lm_loss, head_on_label_positions
+from ftcli.micro_batches import split_by_tokens
+from ftcli.packing import PackingCollator
+from ftcli.preprocess import IGNORE_INDEX, PadCollator
+
+PAD = 0
+
+
+def tiny_llama_model(attn: str = "sdpa", tie: bool = True):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         pad_token_id=PAD, tie_word_embeddings=tie, attn_implementation=attn)
+    return LlamaForCausalLM(config).eval()
+
+
+def examples(lengths=(9, 17, 5, 12), prompt=3) -> list[dict]:
+    """Rows of random tokens; the first `prompt` tokens of each are not trained on (SFT-style)."""
+    g = torch.Generator().manual_seed(1)
+    rows = []
+    for n in lengths:
+        ids = torch.randint(1, 97, (n,), generator=g).tolist()
+        rows.append({"input_ids": ids, "labels": [IGNORE_INDEX] * prompt + ids[prompt:]})
+    return rows
+
+
+def reference_loss(model, batch, num_items=None):
+    """The model's own loss: the LM head on every position, transformers' shift and reduction."""
+    kwargs = {} if num_items is None else {"num_items_in_batch": num_items}
+    return model(**batch, **kwargs).loss
+
+
+def selective_loss(model, batch, num_items=None):
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with head_on_label_positions(model, batch["labels"]):
+        outputs = model(**inputs)
+    return causal_lm_loss(outputs, batch["labels"], num_items), outputs.logits
+
+
+def grads(model, loss) -> list[torch.Tensor]:
+    model.zero_grad()
+    loss.backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+# ------------------------------------------------------------------ LM head on label positions only
+
+@pytest.mark.parametrize("num_items", [None, 40])
+def test_head_on_label_positions_gives_the_full_loss_and_gradients(num_items):
+    model = tiny_llama_model()
+    batch = PadCollator(PAD)(examples())
+    full = reference_loss(model, batch, num_items)
+    ours, logits = selective_loss(model, batch, num_items)
+    label_positions = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    assert logits.shape == (label_positions, 97)  # the head ran on K rows, not B × T
+    assert label_positions < batch["input_ids"].numel() / 2
+    assert ours.item() == pytest.approx(full.item(), rel=1e-6)
+    for a, b in zip(grads(model, full), grads(model, ours)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_head_on_label_positions_with_an_untied_head_and_lora():
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_llama_model(tie=False),
+                           LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    batch = PadCollator(PAD)(examples())
+    full = reference_loss(model, batch, 30)
+    ours, logits = selective_loss(model, batch, 30)
+    assert logits.dim() == 2
+    assert ours.item() == pytest.approx(full.item(), rel=1e-6)
+
+
+def test_the_loss_selects_itself_when_the_head_ran_everywhere():
+    # A model that bypasses its output-embedding module still gets the right loss.
+    model = tiny_llama_model()
+    batch = PadCollator(PAD)(examples())
+    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    assert causal_lm_loss(outputs, batch["labels"]).item() == pytest.approx(
+        reference_loss(model, batch).item(), rel=1e-6)
+
+
+# ------------------------------------------------------------------ token-bounded passes
+
+def test_split_by_tokens_covers_every_row_once_within_the_budget():
+    batch = PadCollator(PAD)(examples(lengths=(30, 4, 18, 9, 25, 7)))
+    parts = split_by_tokens(batch, 48)
+    seen = []
+    for part in parts:
+        rows, width = part["input_ids"].shape
+        assert rows * width <= 48 or rows == 1
+        assert part["attention_mask"][:, -1].any()  # cut to its own longest row, no more
+        for r in range(rows):
+            n = int(part["attention_mask"][r].sum())
+            seen.append(part["input_ids"][r, :n].tolist())
+            assert part["labels"][r, :n].tolist() == next(
+                batch["labels"][i, :n].tolist() for i in range(6) if batch["input_ids"][i, :n].tolist() == seen[-1])
+    assert sorted(seen) == sorted(batch["input_ids"][i, :int(batch["attention_mask"][i].sum())].tolist()
+                                  for i in range(6))
+    assert len(parts) > 1
+    assert split_by_tokens(batch, 10_000) == [batch]
+
+
+def test_passes_add_up_to_the_whole_batch_gradient():
+    model = tiny_llama_model()
+    batch = PadCollator(PAD)(examples(lengths=(30, 4, 18, 9, 25, 7)))
+    num_items = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    whole = grads(model, reference_loss(model, batch, num_items))
+    model.zero_grad()
+    total = 0.0
+    for part in split_by_tokens(batch, 48):
+        loss = reference_loss(model, part, num_items)
+        loss.backward()
+        total += loss.item()
+    assert total == pytest.approx(reference_loss(model, batch, num_items).item(), rel=1e-5)
+    for a, p in zip(whole, model.parameters()):
+        torch.testing.assert_close(p.grad, a, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------ packing
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_loss_equals_the_padded_loss(attn):
+    model = tiny_llama_model(attn)
+    rows = examples()
+    padded, packed = PadCollator(PAD)(rows), PackingCollator()(rows)
+    assert packed["input_ids"].shape == (1, sum(len(r["input_ids"]) for r in rows))
+    assert "attention_mask" not in packed and packed["use_cache"] is False  # boundaries come from position_ids
+    num_items = int((padded["labels"][:, 1:] != IGNORE_INDEX).sum())
+    assert int((packed["labels"][:, 1:] != IGNORE_INDEX).sum()) == num_items
+    assert reference_loss(model, packed, num_items).item() == pytest.approx(
+        reference_loss(model, padded, num_items).item(), rel=1e-5)
+
+
+def test_packed_examples_do_not_see_each_other():
+    model = tiny_llama_model()
+    rows = examples()
+    changed = [dict(r) for r in rows]
+    changed[0] = {"input_ids": [5] * len(rows[0]["input_ids"]), "labels": rows[0]["labels"]}
+    a, b = (model(**{k: v for k, v in PackingCollator()(r).items() if k != "labels"}).logits for r in (rows, changed))
+    first = len(rows[0]["input_ids"])
+    assert not torch.allclose(a[0, :first], b[0, :first])  # the changed example's own logits move ...
+    torch.testing.assert_close(a[0, first:], b[0, first:])  # ... and no other example's
+
+
+# ------------------------------------------------------------------ through ftcli finetune
+
+runner = CliRunner()
+
+
+def finetune(workdir, tiny_llama, name: str, data: dict | None = None, **train) -> dict:
+    rows = write_jsonl(workdir / "train.jsonl", repo_rows("pirate", 48))
+    recipe = {"task": "causal-lm", "model": {"name_or_path": str(tiny_llama)},
+              "data": {"train": str(rows), "eval_fraction": 0, "max_length": 96, **(data or {})},
+              "train": {"output_dir": f"runs/{name}", "max_steps": 6, "batch_size": 8, "learning_rate": 5e-3,
+                        "logging_steps": 1, **train}}
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    result = runner.invoke(app, ["finetune", str(path)])
+    assert result.exit_code == 0, result.output
+    state = json.loads(max((workdir / f"runs/{name}").glob("checkpoint-*/trainer_state.json")).read_text())
+    return {"losses": [e["loss"] for e in state["log_history"] if "loss" in e],
+            **json.loads((workdir / f"runs/{name}/train_results.json").read_text())}
+
+
+def test_finetune_with_passes_or_packing_trains_the_same(workdir, tiny_llama):
+    plain = finetune(workdir, tiny_llama, "plain", micro_batch_tokens=None)
+    passes = finetune(workdir, tiny_llama, "passes", micro_batch_tokens=64)
+    packed = finetune(workdir, tiny_llama, "packed", data={"packing": True}, micro_batch_tokens=None)
+    assert len(plain["losses"]) == 6
+    assert passes["losses"] == pytest.approx(plain["losses"], rel=1e-3)
+    assert packed["losses"] == pytest.approx(plain["losses"], rel=1e-3)
+    assert plain["losses"][-1] < plain["losses"][0]  # and it learns
+
+
+def test_length_grouping_pads_less_than_random_order(workdir, tiny_llama, monkeypatch):
+    widths = {}
+    original = PadCollator.__call__
+
+    def spy(self, rows):
+        batch = original(self, rows)
+        widths.setdefault(current, []).append(batch["attention_mask"].numel() - int(batch["attention_mask"].sum()))
+        return batch
+
+    monkeypatch.setattr(PadCollator, "__call__", spy)
+    for current in ("random", "grouped"):
+        # Trainer groups within windows of 4 batches (50 at most) here: 48 rows, batches of 4.
+        finetune(workdir, tiny_llama, current, group_by_length=current == "grouped", micro_batch_tokens=None,
+                 batch_size=4)
+    assert sum(widths["grouped"]) < sum(widths["random"]) / 2
+
+
+def test_length_grouped_order_depends_on_seed_and_epoch_only():
+    from ftcli.sampling import SeededLengthGroupedSampler
+
+    lengths = [(i * 37) % 101 + 1 for i in range(400)]
+    first = SeededLengthGroupedSampler(lengths, 8, seed=3)
+    again = SeededLengthGroupedSampler(lengths, 8, seed=3)
+    torch.manual_seed(123)  # the global RNG plays no part (a resumed run's differs)
+    assert list(first) == list(again) and sorted(first) == list(range(400))
+    order = list(first)
+    first.set_epoch(1)
+    assert list(first) != order
+    spread = sum(max(lengths[i] for i in order[b:b + 8]) - min(lengths[i] for i in order[b:b + 8])
+                 for b in range(0, 400, 8))
+    assert spread < 50 * 10  # batches of near-equal lengths (random order: ~70 apart per batch)
+
+
+def test_packing_is_refused_outside_causal_lm():
+    from ftcli.errors import RecipeError
+    from ftcli.recipe import parse_recipe
+
+    with pytest.raises(RecipeError, match="data.packing is for causal-lm"):
+        parse_recipe({"task": "sequence-classification", "model": {"name_or_path": "m"},
+                      "data": {"train": "t.jsonl", "packing": True}})
