@@ -77,11 +77,16 @@ def instrument(trainer_cls) -> dict:
     step, log_fn = trainer_cls.training_step, trainer_cls.log
 
     def training_step(self, model, inputs, *args, **kwargs):
-        mask = inputs["attention_mask"]
-        seen["tokens"] += int(mask.sum())
-        seen["padded_tokens"] += mask.numel()
+        mask = inputs.get("attention_mask")
+        if mask is None:  # a packed row: no padding; examples start where position_ids restart at 0
+            starts = (inputs["position_ids"][0] == 0).nonzero().flatten().tolist() + [inputs["input_ids"].shape[1]]
+            lengths = [b - a for a, b in zip(starts, starts[1:])]
+        else:
+            lengths = mask.sum(dim=1).tolist()
+        seen["tokens"] += sum(lengths)
+        seen["padded_tokens"] += inputs["input_ids"].numel()
         seen["loss_tokens"] += int((inputs["labels"] != -100).sum())
-        seen["row_lengths"] += mask.sum(dim=1).tolist()
+        seen["row_lengths"] += lengths
         seen["steps"] += 1
         return step(self, model, inputs, *args, **kwargs)
 

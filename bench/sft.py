@@ -40,11 +40,16 @@ def write_data(work: Path, n: int) -> str:
     return str(path)
 
 
-def recipe(data: str, out: str, steps: int, max_length: int) -> dict:
-    """ftcli's recipe: only what the workload fixes; everything else is ftcli's default."""
-    return {"task": "causal-lm", "model": {"name_or_path": str(common.SMOL)},
-            "data": {"train": data, "max_length": max_length, "eval_fraction": 0}, "lora": LORA,
-            "train": {"output_dir": out, "batch_size": BATCH, "max_steps": steps, "learning_rate": LR}}
+def recipe(data: str, out: str, steps: int, max_length: int, overrides: dict | None = None) -> dict:
+    """ftcli's recipe: only what the workload fixes; everything else is ftcli's default (unless
+    `overrides`, {"train.micro_batch_tokens": None, ...}, changes it: bench/levers.py)."""
+    recipe = {"task": "causal-lm", "model": {"name_or_path": str(common.SMOL)},
+              "data": {"train": data, "max_length": max_length, "eval_fraction": 0}, "lora": LORA,
+              "train": {"output_dir": out, "batch_size": BATCH, "max_steps": steps, "learning_rate": LR}}
+    for dotted, value in (overrides or {}).items():
+        section, key = dotted.split(".")
+        recipe[section][key] = value
+    return recipe
 
 
 # --- the contenders (each in its own process) -----------------------------------------------------
@@ -81,13 +86,13 @@ def trl_run(data: str, out: str, steps: int, max_length: int) -> dict:
     return _result(seen, metrics["train_runtime"], metrics["train_loss"])
 
 
-def ftcli_run(data: str, out: str, steps: int, max_length: int) -> dict:
+def ftcli_run(data: str, out: str, steps: int, max_length: int, overrides: dict | None = None) -> dict:
     import ftcli
     from ftcli.guards import FtcliTrainer
     from ftcli.recipe import parse_recipe
 
     seen = common.instrument(FtcliTrainer)
-    run_dir = ftcli.finetune(parse_recipe(recipe(data, out, steps, max_length)))
+    run_dir = ftcli.finetune(parse_recipe(recipe(data, out, steps, max_length, overrides)))
     metrics = json.loads((run_dir / "train_results.json").read_text())
     return _result(seen, metrics["train_runtime"], metrics["train_loss"])
 
