@@ -16,15 +16,15 @@ from pathlib import Path
 import common
 import sft
 
-VARIANTS = {
-    "no grouping, one pass": {"train.group_by_length": False, "train.micro_batch_tokens": None},
-    "grouping, one pass": {"train.micro_batch_tokens": None},
-    "defaults (grouping, 1024-token passes)": {},
-    "512-token passes": {"train.micro_batch_tokens": 512},
-    "2048-token passes": {"train.micro_batch_tokens": 2048},
+VARIANTS = {  # name: recipe overrides from ftcli's defaults
+    "random-order": {"train.group_by_length": False, "train.micro_batch_tokens": None},
+    "grouped": {"train.micro_batch_tokens": None},
+    "defaults": {},  # grouped, passes of at most 512 tokens
+    "passes-1024": {"train.micro_batch_tokens": 1024},
+    "passes-2048": {"train.micro_batch_tokens": 2048},
     "packing": {"data.packing": True},
-    "dataloader_num_workers 1": {"train.dataloader_num_workers": 1},
-    "torch_compile": {"train.torch_compile": True},
+    "workers-1": {"train.dataloader_num_workers": 1},
+    "compile": {"train.torch_compile": True},
 }
 
 

@@ -1,7 +1,8 @@
 """prep: data preparation of a first run (empty tokenized-data cache) vs a second run of the same
 recipe (cache hit). Each run is its own process, as two `ftcli finetune` runs would be; the timed part
-is what finetune does before loading the model: `load_splits` + `prepare_splits` (reading, cleaning,
-the cache key, tokenizing or loading the cached arrays). The tokenizer loads before the clock starts."""
+is what finetune does before loading the model: `load_splits_cached` + `prepare_splits` (reading and
+cleaning the rows or loading them from the rows cache, the cache keys, tokenizing or loading the
+cached arrays). The tokenizer loads before the clock starts."""
 
 from __future__ import annotations
 
@@ -14,17 +15,17 @@ import sft
 
 
 def prepare(recipe: dict) -> dict:
-    from ftcli.data import load_splits
     from ftcli.modeling import load_tokenizer
     from ftcli.prep_cache import prepare_splits
     from ftcli.preprocess import label_mapping
     from ftcli.recipe import parse_recipe
+    from ftcli.rows_cache import load_splits_cached
 
     parsed = parse_recipe(recipe)
     tokenizer = load_tokenizer(parsed.model)
     messages: list[str] = []
     t0 = time.perf_counter()
-    splits = load_splits(parsed)
+    splits = load_splits_cached(parsed, messages.append)
     label2id = label_mapping(splits.train, parsed.data.label_field) if splits.mode == "classification" else None
     train_set, eval_set = prepare_splits(parsed, splits, tokenizer, label2id, messages.append)
     seconds = time.perf_counter() - t0

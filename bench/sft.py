@@ -23,7 +23,8 @@ BATCH, LR, LORA = 8, 2e-4, {"r": 8, "alpha": 16, "dropout": 0.05, "target_module
 
 
 def sizes(quick: bool) -> dict:
-    return {"rows": 16, "steps": 2, "max_length": 256} if quick else {"rows": 240, "steps": 30, "max_length": 256}
+    return ({"rows": 16, "steps": 2, "max_length": 256, "heldout": 8} if quick
+            else {"rows": 240, "steps": 30, "max_length": 256, "heldout": 64})
 
 
 def chats(n: int) -> list[list[dict]]:
@@ -54,14 +55,38 @@ def recipe(data: str, out: str, steps: int, max_length: int, overrides: dict | N
 
 # --- the contenders (each in its own process) -----------------------------------------------------
 
-def _result(seen: dict, train_s: float, train_loss: float) -> dict:
-    return {"train_s": train_s, "tokens": seen["tokens"], "loss_tokens": seen["loss_tokens"],
+def heldout_loss(model, tokenizer, rows: int, heldout: int, max_length: int) -> float:
+    """Cross-entropy of the assistant replies (prompt masked, token-weighted) of the `heldout` chats that
+    follow the training rows: the same function scores every contender's trained model. (The last logged
+    training loss depends on which rows the last steps drew, so it only compares runs in the same order.)"""
+    import torch
+
+    if not heldout:
+        return float("nan")
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for messages in chats(rows + heldout)[rows:]:
+            prompt = tokenizer.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True)
+            full = tokenizer.apply_chat_template(messages, tokenize=False)
+            prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            ids = tokenizer(full, add_special_tokens=False)["input_ids"][:max_length]
+            labels = [-100] * len(prompt_ids) + ids[len(prompt_ids):]
+            n = sum(label != -100 for label in labels[1:])
+            if n:
+                loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels[:len(ids)]])).loss
+                total, count = total + loss.item() * n, count + n
+    return total / count
+
+
+def _result(seen: dict, train_s: float, train_loss: float, heldout: float) -> dict:
+    return {"heldout_loss": heldout, "train_s": train_s, "tokens": seen["tokens"], "loss_tokens": seen["loss_tokens"],
             "padded_tokens": seen["padded_tokens"], "steps": seen["steps"], "rows": len(seen["row_lengths"]),
             "final_loss": common.last_logged(seen["logs"], "loss") or train_loss, "train_loss": train_loss,
             "row_lengths": seen["row_lengths"], "logged_losses": [e["loss"] for e in seen["logs"] if "loss" in e]}
 
 
-def trl_run(data: str, out: str, steps: int, max_length: int) -> dict:
+def trl_run(data: str, out: str, steps: int, max_length: int, rows_trained: int = 0, heldout_rows: int = 0) -> dict:
     """TRL's SFTTrainer as its docs use it. SmolLM2's chat template has no {% generation %} markers and
     TRL cannot patch it (assistant_only_loss raises), so the chats go in TRL's conversational
     prompt/completion form, whose default completion-only loss masks exactly the user turn."""
@@ -83,10 +108,12 @@ def trl_run(data: str, out: str, steps: int, max_length: int) -> dict:
                          peft_config=lora)
     metrics = trainer.train().metrics
     trainer.save_model(out)  # as a user's script would; ftcli saves its model too
-    return _result(seen, metrics["train_runtime"], metrics["train_loss"])
+    heldout = heldout_loss(trainer.model, trainer.processing_class, rows_trained, heldout_rows, max_length)
+    return _result(seen, metrics["train_runtime"], metrics["train_loss"], heldout)
 
 
-def ftcli_run(data: str, out: str, steps: int, max_length: int, overrides: dict | None = None) -> dict:
+def ftcli_run(data: str, out: str, steps: int, max_length: int, rows_trained: int = 0, heldout_rows: int = 0,
+              overrides: dict | None = None) -> dict:
     import ftcli
     from ftcli.guards import FtcliTrainer
     from ftcli.recipe import parse_recipe
@@ -94,7 +121,12 @@ def ftcli_run(data: str, out: str, steps: int, max_length: int, overrides: dict 
     seen = common.instrument(FtcliTrainer)
     run_dir = ftcli.finetune(parse_recipe(recipe(data, out, steps, max_length, overrides)))
     metrics = json.loads((run_dir / "train_results.json").read_text())
-    return _result(seen, metrics["train_runtime"], metrics["train_loss"])
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = run_dir / "model"  # the adapter merged in: what `ftcli eval` and users load
+    heldout = heldout_loss(AutoModelForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir),
+                           rows_trained, heldout_rows, max_length)
+    return _result(seen, metrics["train_runtime"], metrics["train_loss"], heldout)
 
 
 def flops(lengths: tuple[int, int] = (64, 256)) -> dict:
@@ -117,7 +149,9 @@ def flops(lengths: tuple[int, int] = (64, 256)) -> dict:
         counted.append(counter.get_total_flops())
     (t1, t2), (f1, f2) = lengths, counted
     b = (f2 / t2 - f1 / t1) / (t2 - t1)
-    return {"a": f1 / t1 - b * t1, "b": b, "lengths": list(lengths), "counted": counted}
+    # The LM head's share per position: forward and input gradient (its weight is frozen), 2·d·V each.
+    head = 4 * model.config.hidden_size * model.config.vocab_size
+    return {"a": f1 / t1 - b * t1, "b": b, "lengths": list(lengths), "counted": counted, "head_per_token": head}
 
 
 def peak() -> dict:
@@ -135,27 +169,34 @@ def run(work: Path, quick: bool, **_) -> dict:
     for name, role in (("trl", "trl"), ("ftcli", "ftcli")):
         env = {"FTCLI_CACHE_DIR": str(work / f"cache-sft-{name}")}
         results[name] = common.worker("sft.py", role, {"data": data, "out": str(work / f"sft-{name}"),
-                                                       "steps": size["steps"], "max_length": size["max_length"]}, env)
-    for r in results.values():
+                                                       "steps": size["steps"], "max_length": size["max_length"],
+                                                       "rows_trained": size["rows"], "heldout_rows": size["heldout"]},
+                                      env)
+    for name, r in results.items():
         r["tokens_per_s"] = r["tokens"] / r["train_s"]
         r["useful_flops"] = sum(count["a"] * n + count["b"] * n * n for n in r.pop("row_lengths"))
         r["achieved_flops_per_s"] = r["useful_flops"] / r["train_s"]
         r["mfu"] = r["achieved_flops_per_s"] / machine["flops_per_s"]
+        # MFU counts the model's FLOPs per token (the usual definition); ftcli skips the LM head where no
+        # label counts, so it also gets the share of the machine it actually kept busy.
+        skipped = count["head_per_token"] * (r["tokens"] - r["loss_tokens"]) if name == "ftcli" else 0
+        r["executed_mfu"] = (r["useful_flops"] - skipped) / r["train_s"] / machine["flops_per_s"]
 
     trl, ours = results["trl"], results["ftcli"]
     rows = [{"workload": "sft", "contender": name, "speed": f"{r['tokens_per_s']:.0f} tokens/s",
-             "quality": f"final loss {r['final_loss']:.4f}", "time": f"train {r['train_s']:.1f}s",
-             "peak RSS": f"{r['peak_rss_mb']:.0f} MB",
-             "other": f"MFU {100 * r['mfu']:.1f}% ({r['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s); "
+             "quality": f"held-out loss {r['heldout_loss']:.4f} (last logged {r['final_loss']:.4f})",
+             "time": f"train {r['train_s']:.1f}s", "peak RSS": f"{r['peak_rss_mb']:.0f} MB",
+             "other": f"MFU {100 * r['mfu']:.1f}% ({r['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s), "
+                      f"{100 * r['executed_mfu']:.1f}% of FLOPs executed; "
                       f"{r['tokens']} tokens ({r['loss_tokens']} in loss) in {r['padded_tokens']} padded",
              "vs baseline": f"{r['tokens_per_s'] / trl['tokens_per_s']:.2f}× TRL"}
             for name, r in results.items()]
     rows.append({"workload": "sft", "contender": "machine", "speed": "",
                  "other": f"fp32 matmul peak {machine['flops_per_s'] / 1e9:.1f} GFLOP/s "
                           f"({machine['n']}² torch.mm, {machine['threads']} threads)"})
-    loss_gap = abs(ours["final_loss"] - trl["final_loss"]) / trl["final_loss"]
+    loss_gap = abs(ours["heldout_loss"] - trl["heldout_loss"]) / trl["heldout_loss"]
     checks = [common.check("sft", "ftcli non-padding tokens/s vs TRL", ours["tokens_per_s"] / trl["tokens_per_s"], 1.3),
-              common.check("sft", "ftcli final loss vs TRL's (relative gap)", 100 * loss_gap, 2.0,
+              common.check("sft", "ftcli held-out loss vs TRL's (relative gap)", 100 * loss_gap, 2.0,
                            higher_is_better=False, unit="%", ratio=False),
               common.check("sft", "ftcli peak RSS", ours["peak_rss_mb"] / 1024, 3.0, higher_is_better=False,
                            unit=" GB", ratio=False),

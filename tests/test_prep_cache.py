@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+import ftcli.data
 import ftcli.preprocess
 from conftest import repo_rows, write_jsonl
 from ftcli.data import load_splits
@@ -138,3 +139,71 @@ def test_a_second_finetune_of_the_same_recipe_does_not_tokenize(workdir, tiny_ll
     run = ftcli.finetune(parse_recipe(raw))
     assert len(counted) == 2, "the second run tokenized again"
     assert (run / "model" / "config.json").is_file()
+
+
+# ------------------------------------------------------------------ rows cached by file content
+
+def _recipe(data, **data_options):
+    return parse_recipe({"task": "causal-lm", "model": {"name_or_path": "m"},
+                         "data": {"train": str(data), "max_length": 64, **data_options}})
+
+
+def test_unchanged_files_give_the_cached_rows_without_reading(workdir, fresh_cache, monkeypatch):
+    from dataclasses import asdict
+
+    from ftcli.rows_cache import load_splits_cached
+
+    data = _sft_data(workdir)
+    first = load_splits_cached(_recipe(data, min_chars=5))
+    plain = load_splits(_recipe(data, min_chars=5))
+    assert first.fingerprint and plain.fingerprint is None
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("read the files again")
+
+    monkeypatch.setattr(ftcli.data, "read_source", no_reading)
+    messages = []
+    second = load_splits_cached(_recipe(data, min_chars=5), messages.append)
+    assert asdict(second) == asdict(first) == asdict(plain) | {"fingerprint": first.fingerprint}
+    assert "reused them" in messages[0]
+
+
+@pytest.mark.parametrize("change", ["file bytes", "setting", "seed"])
+def test_changed_files_or_settings_read_again(workdir, fresh_cache, change):
+    from ftcli.rows_cache import rows_key
+
+    data = _sft_data(workdir)
+    before = rows_key(_recipe(data))
+    if change == "file bytes":
+        data.write_text(data.read_text(encoding="utf-8").replace("matey", "mate", 1), encoding="utf-8")
+        after = rows_key(_recipe(data))
+    elif change == "setting":
+        after = rows_key(_recipe(data, eval_fraction=0.2))
+    else:
+        recipe = _recipe(data)
+        recipe.train.seed = 7
+        after = rows_key(recipe)
+    assert before and after and after != before
+
+
+def test_hub_streamed_or_uncached_data_is_not_keyed(workdir, fresh_cache):
+    from ftcli.rows_cache import rows_key
+
+    data = _sft_data(workdir)
+    assert rows_key(_recipe("some-user/some-dataset")) is None
+    assert rows_key(_recipe(data, cache=False)) is None
+    streamed = parse_recipe({"task": "causal-lm", "model": {"name_or_path": "m"},
+                             "data": {"train": str(data), "streaming": True}, "train": {"max_steps": 2}})
+    assert rows_key(streamed) is None
+
+
+def test_a_damaged_rows_entry_is_read_again(workdir, fresh_cache):
+    from ftcli.rows_cache import load_splits_cached
+
+    data = _sft_data(workdir)
+    first = load_splits_cached(_recipe(data))
+    (entry,) = cache_dir().glob("rows-*.json")
+    entry.write_text("{not json", encoding="utf-8")
+    messages = []
+    again = load_splits_cached(_recipe(data), messages.append)
+    assert again.train == first.train and "damaged" in messages[0]

@@ -229,3 +229,37 @@ def test_packing_is_refused_outside_causal_lm():
     with pytest.raises(RecipeError, match="data.packing is for causal-lm"):
         parse_recipe({"task": "sequence-classification", "model": {"name_or_path": "m"},
                       "data": {"train": "t.jsonl", "packing": True}})
+
+
+# ------------------------------------------------------------------ LoRA dropout
+
+def test_fast_dropout_keeps_the_expected_share_scaled_and_reproducible():
+    from ftcli.fast_dropout import FastDropout
+
+    drop = FastDropout(0.1).train()
+    x = torch.ones(400, 500, requires_grad=True)
+    torch.manual_seed(5)
+    y = drop(x)
+    kept = y != 0
+    assert kept.float().mean().item() == pytest.approx(0.9, abs=0.003)
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.9))  # nn.Dropout's scaling
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.9)  # gradient flows only where kept
+    torch.manual_seed(5)
+    assert torch.equal(drop(x), y)  # torch's seed decides the mask
+    assert not torch.equal(drop(x), y)  # and the stream moves on
+    assert torch.equal(drop.eval()(x), x)
+
+
+def test_lora_dropouts_are_swapped_and_the_adapter_is_unchanged(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from ftcli.fast_dropout import FastDropout, use_fast_lora_dropout
+
+    model = get_peft_model(tiny_llama_model(), LoraConfig(r=4, lora_dropout=0.05, target_modules="all-linear",
+                                                          task_type="CAUSAL_LM"))
+    assert use_fast_lora_dropout(model) == 2 * 7  # every adapter of both layers
+    drops = [m for m in model.modules() if isinstance(m, FastDropout)]
+    assert len(drops) == 14 and all(d.p == 0.05 for d in drops)
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "adapter_config.json").read_text())["lora_dropout"] == 0.05

@@ -67,7 +67,7 @@ def unmark(checkpoint: Path) -> None:
 _BLOCKING_PREFIXES = ("task", "model.", "data.", "lora")  # "lora" also covers LoRA on/off
 _BLOCKING_TRAIN_KEYS = {"epochs", "max_steps", "batch_size", "gradient_accumulation_steps", "learning_rate",
                         "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "seed",
-                        "gradient_checkpointing", "on_nonfinite_loss"}
+                        "gradient_checkpointing", "on_nonfinite_loss", "group_by_length"}  # the batch order
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

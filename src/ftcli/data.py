@@ -43,6 +43,8 @@ class Splits:
     cleaning: dict[str, dict[str, int]] = field(default_factory=dict)
     # Per source: split, source, weight, rows_read, rows_kept (after cleaning), rows_used (in the split).
     sources: list[dict] = field(default_factory=list)
+    # Set by `rows_cache` when these rows came from (or went into) its cache: a key for exactly them.
+    fingerprint: str | None = None
 
     def __post_init__(self):
         self.format = self.format or self.mode

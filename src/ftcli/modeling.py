@@ -170,7 +170,11 @@ def attach_lora(model, task: str, lora):
 
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=lora.target_modules, task_type=PEFT_TASK_TYPES[task])
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    from ftcli.fast_dropout import use_fast_lora_dropout
+
+    use_fast_lora_dropout(model)
+    return model
 
 
 def save_atomically(save, final_dir: Path) -> None:

@@ -77,12 +77,15 @@ def _settings(recipe: Recipe) -> dict:
     return {"task": recipe.task, "data": data, "system_prompt": recipe.generate.system_prompt}
 
 
-def cache_key(rows: list[dict], tokenizer, recipe: Recipe, **extra) -> str:
-    digest = hashlib.sha256()
-    for row in rows:  # streamed into the hash: no second copy of a large dataset in memory
-        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode())
-        digest.update(b"\n")
-    header = {"rows": digest.hexdigest(), "n": len(rows), "tokenizer": tokenizer_fingerprint(tokenizer),
+def cache_key(rows: list[dict], tokenizer, recipe: Recipe, rows_id: str | None = None, **extra) -> str:
+    """`rows_id` names the rows when something already keyed them (`rows_cache`): no need to hash them."""
+    if rows_id is None:
+        digest = hashlib.sha256()
+        for row in rows:  # streamed into the hash: no second copy of a large dataset in memory
+            digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode())
+            digest.update(b"\n")
+        rows_id = digest.hexdigest()
+    header = {"rows": rows_id, "n": len(rows), "tokenizer": tokenizer_fingerprint(tokenizer),
               "settings": _settings(recipe), "code": _code_version(), "extra": extra}
     return hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
@@ -128,12 +131,13 @@ def _load(path: Path):
     return Tokenized(examples, truncated, dropped)
 
 
-def cached_tokenize(tokenize: Callable, rows: list[dict], tokenizer, recipe: Recipe, log=None, **extra):
+def cached_tokenize(tokenize: Callable, rows: list[dict], tokenizer, recipe: Recipe, log=None,
+                    rows_id: str | None = None, **extra):
     """`tokenize()` through the cache: the stored result when the key matches, else tokenize and store.
     `extra` holds what else the result depends on (mode, format, label2id) and goes into the key."""
     if not recipe.data.cache or not rows:
         return tokenize()
-    path = cache_dir() / f"{cache_key(rows, tokenizer, recipe, **extra)}.npz"
+    path = cache_dir() / f"{cache_key(rows, tokenizer, recipe, rows_id, **extra)}.npz"
     if path.is_file():
         try:
             found = _load(path)
@@ -168,8 +172,9 @@ def prepare_splits(recipe: Recipe, splits, tokenizer, label2id: dict | None, log
     def tokenize_rows(rows, source):
         return tokenize(splits.mode, rows, tokenizer, recipe, label2id, source, format=splits.format)
 
-    def prepared(rows, source):
-        return cached_tokenize(lambda: tokenize_rows(rows, source), rows, tokenizer, recipe, log,
+    def prepared(rows, source, split):
+        rows_id = f"{splits.fingerprint}/{split}" if getattr(splits, "fingerprint", None) else None
+        return cached_tokenize(lambda: tokenize_rows(rows, source), rows, tokenizer, recipe, log, rows_id,
                                mode=splits.mode, format=splits.format, label2id=label2id)
 
     if d.streaming:
@@ -180,11 +185,11 @@ def prepare_splits(recipe: Recipe, splits, tokenizer, label2id: dict | None, log
         train_set = TokenizedStream(lambda: stream_rows(recipe, counts),
                                     lambda rows: tokenize_rows(rows, train_source), train_source)
     else:
-        train_set = prepared(splits.train, train_source)
+        train_set = prepared(splits.train, train_source, "train")
         if not train_set.examples:
             raise DataError(f"{train_source}: no usable training examples after tokenization "
                             f"({train_set.dropped} responses were cut away by max_length={d.max_length})")
-    eval_set = prepared(splits.eval, eval_source)
+    eval_set = prepared(splits.eval, eval_source, "eval")
     if log and (train_set.truncated or train_set.dropped):
         log(f"{train_set.truncated} examples truncated to max_length={d.max_length}"
             + (f", {train_set.dropped} dropped (response cut away)" if train_set.dropped else ""))

@@ -191,9 +191,10 @@ class LoraSection(Section):
     target_modules: str | list[str] = Field("all-linear", description="'all-linear' or module names.")
 
 
-# Tokens per forward/backward pass. SmolLM2-135M + LoRA keeps ~2.4 MB of fp32 activations per token,
-# so 1,024 tokens stay near 2.5 GB; on CPU, passes this large lose no measurable speed (bench/).
-MICRO_BATCH_TOKENS = 1024
+# Tokens per forward/backward pass. SmolLM2-135M + LoRA in fp32 keeps ~3 MB per token for backward:
+# on the sft benchmark (bench/levers.py) passes of 512 tokens peak at 2.7 GB and 162 tokens/s, of
+# 1,024 at 4.3 GB and 174 tokens/s, whole batches at 7.3 GB and 177 tokens/s.
+MICRO_BATCH_TOKENS = 512
 
 
 class TrainSection(Section):

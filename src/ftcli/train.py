@@ -13,7 +13,6 @@ from pathlib import Path
 import yaml
 
 from ftcli import checkpoints, runs
-from ftcli.data import load_splits
 from ftcli.errors import Interrupted, UserError
 from ftcli.recipe import Recipe, save_recipe
 
@@ -174,11 +173,12 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
     from ftcli.modeling import attach_lora, load_model, save_final_model
     from ftcli.prep_cache import prepare_splits
     from ftcli.preprocess import label_mapping
+    from ftcli.rows_cache import load_splits_cached
     from ftcli.tokenizer_training import run_tokenizer
 
     run_dir = Path(recipe.train.output_dir)
     resume = _resume_point(recipe, run_dir, overwrite)
-    splits = load_splits(recipe)
+    splits = load_splits_cached(recipe, log)
     rows = "streamed" if recipe.data.streaming else len(splits.train)
     log(f"task {recipe.task} ({splits.format}): {rows} training rows, {len(splits.eval)} eval rows"
         + (f"; dropped {splits.dropped_summary()}" if splits.rows_dropped else ""))
