@@ -26,6 +26,9 @@ def head_on_label_positions(model, labels):
     """While active, the model's LM head sees only the hidden states of positions whose next token is a
     target; its logits come back as one (K, vocabulary) matrix, in the order of `_targets(labels)`."""
     head = model.get_output_embeddings()
+    if head is None:  # no separate head module to hook: the loss selects from the full logits
+        yield
+        return
     keep, _ = _targets(labels)
 
     def select(module, args):
