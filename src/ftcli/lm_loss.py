@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-IGNORE_INDEX = -100
+from ftcli.preprocess import IGNORE_INDEX
 
 
 def _targets(labels):

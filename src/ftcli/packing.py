@@ -8,7 +8,7 @@ would be "predicted" from the previous example's last token. The loss then equal
 
 from __future__ import annotations
 
-IGNORE_INDEX = -100
+from ftcli.preprocess import IGNORE_INDEX
 
 
 class PackingCollator:

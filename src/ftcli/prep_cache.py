@@ -31,10 +31,11 @@ def cache_dir() -> Path:
     return Path(root).expanduser() / "prepared"
 
 
-def _code_version() -> str:
+def code_version(modules: tuple[str, ...] = _CODE) -> str:
+    """A hash of the ftcli modules whose behaviour decides a cached result."""
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for name in _CODE:
+    for name in modules:
         path = here / name
         if path.is_file():
             digest.update(path.read_bytes())
@@ -86,7 +87,7 @@ def cache_key(rows: list[dict], tokenizer, recipe: Recipe, rows_id: str | None =
             digest.update(b"\n")
         rows_id = digest.hexdigest()
     header = {"rows": rows_id, "n": len(rows), "tokenizer": tokenizer_fingerprint(tokenizer),
-              "settings": _settings(recipe), "code": _code_version(), "extra": extra}
+              "settings": _settings(recipe), "code": code_version(), "extra": extra}
     return hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
@@ -102,10 +103,16 @@ def _save(path: Path, tokenized) -> None:
     else:
         arrays["class_labels"] = np.array([e["labels"] for e in examples], dtype=np.int64)
     arrays["counts"] = np.array([tokenized.truncated, tokenized.dropped], dtype=np.int64)
+    write_atomically(path, lambda handle: np.savez(handle, **arrays))
+
+
+def write_atomically(path: Path, write) -> None:
+    """`write(binary file)` into a temporary file renamed onto `path`: another run reading the cache
+    meanwhile sees the whole entry or none of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+        write(handle)
     os.replace(tmp, path)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -47,10 +46,9 @@ def rows_key(recipe: Recipe) -> str | None:
     files = _local_files(recipe)
     if files is None:
         return None
-    here = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for name in _CODE:
-        digest.update((here / name).read_bytes())
+    from ftcli.prep_cache import code_version
+
+    digest = hashlib.sha256(code_version(_CODE).encode())
     settings = {"task": recipe.task, "seed": recipe.train.seed, "data": d.model_dump(mode="json")}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for path in files:
@@ -63,7 +61,7 @@ def load_splits_cached(recipe: Recipe, log=None):
     """`load_splits(recipe)`, from the cache when the files and settings are unchanged. The returned
     Splits carries the key as `fingerprint`, which the tokenized-data cache uses instead of the rows."""
     from ftcli.data import Splits, load_splits
-    from ftcli.prep_cache import cache_dir
+    from ftcli.prep_cache import cache_dir, write_atomically
 
     key = rows_key(recipe)
     if key is None:
@@ -88,10 +86,7 @@ def load_splits_cached(recipe: Recipe, log=None):
     if json.loads(text) != asdict(splits):  # e.g. tuples or non-string keys would come back changed
         return splits
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
     except OSError:
         return splits  # a read-only or full cache disk must not stop training
     splits.fingerprint = key
