@@ -42,8 +42,16 @@ def eval_json(*args: str) -> dict:
 
 
 def test_sft_full_finetune_learns_and_writes_the_run_contract(workdir, tiny_llama):
-    data = write_jsonl(workdir / "data" / "train.jsonl", repo_rows("pirate", 80))
-    recipe = write_recipe(workdir / "sft.yaml", sft_recipe(tiny_llama, data))
+    rows = repo_rows("pirate", 80)
+    # After the 80 real rows, one row for each cleaning step: cleaning must leave exactly those 80.
+    noise = [rows[3], {**rows[7], "prompt": rows[7]["prompt"] + "  \r\n"},  # duplicates (the 2nd once normalised)
+             {"prompt": "Say hello.", "response": ""},  # incomplete
+             {"prompt": "Hi?", "response": "Arr."},  # too short
+             {"prompt": "Tell me a long tale.", "response": " ".join(["Arr,"] * 80)}]  # too long
+    data = write_jsonl(workdir / "data" / "train.jsonl", rows + noise)
+    raw = sft_recipe(tiny_llama, data)
+    raw["data"].update(dedup=True, min_chars=20, max_chars=300)
+    recipe = write_recipe(workdir / "sft.yaml", raw)
 
     result = run_cli("finetune", str(recipe))
     assert result.exit_code == 0, result.output
@@ -52,6 +60,11 @@ def test_sft_full_finetune_learns_and_writes_the_run_contract(workdir, tiny_llam
     results = json.loads((run / "train_results.json").read_text())
     assert results["train_samples"] == 64  # 80 rows less the 20% held out for eval
     assert results["global_step"] == 40 and results["mode"] == "sft"
+    assert results["data_cleaning"] == {"train": {"normalized": 1, "incomplete": 1, "duplicates": 2,
+                                                  "too_short": 1, "too_long": 1}}
+    assert results["data_sources"] == [{"split": "train", "source": str(data), "weight": 1.0, "rows_read": 85,
+                                        "rows_kept": 80, "rows_used": 64}]
+    assert "dropped 5 rows" in result.output
     for key in ("train_loss", "train_runtime", "epoch"):
         assert key in results
     assert any(p.name.startswith("checkpoint-") for p in run.iterdir())

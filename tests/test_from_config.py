@@ -9,11 +9,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 import ftcli
 from conftest import REPO, write_jsonl
 from ftcli.errors import RecipeError
-from ftcli.recipe import parse_recipe
+from ftcli.recipe import parse_recipe, resolve_paths
 
 TINY_LLAMA = {"architecture": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
               "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 128,
@@ -228,9 +229,9 @@ def write_lines(path: Path, lines: list[str]) -> Path:
 
 
 def run_recipe(workdir: Path, name: str, **raw) -> Path:
-    recipe = parse_recipe({**raw, "train": {"output_dir": str(workdir / "runs" / name), "max_steps": 40,
+    recipe = resolve_paths(parse_recipe({**raw, "train": {"output_dir": str(workdir / "runs" / name), "max_steps": 40,
                                             "batch_size": 16, "learning_rate": 1e-2, "logging_steps": 10,
-                                            "save_total_limit": 1, **raw.get("train", {})}})
+                                            "save_total_limit": 1, **raw.get("train", {})}}))
     return ftcli.finetune(recipe)
 
 
@@ -275,9 +276,12 @@ def test_a_model_trained_from_scratch_can_be_fine_tuned(pretrained_run, tmp_path
     rows = [{"prompt": f"Where did {name} go?", "response": f"{name} went to the {place}."}
             for name in ("Tom", "Lily", "Max", "Mia") for place in ("park", "beach", "farm", "forest", "river")]
     data = write_jsonl(tmp_path / "sft.jsonl", rows)
-    run = run_recipe(tmp_path, "sft", task="causal-lm", model={"name_or_path": str(pretrained_run / "model")},
+    # `name_or_path:` the run itself, as the issue puts it: the run resolves to its model/ folder.
+    run = run_recipe(tmp_path, "sft", task="causal-lm", model={"name_or_path": str(pretrained_run)},
                      data={"train": str(data), "template": "plain", "eval_fraction": 0.2}, train={"max_steps": 10})
+    assert yaml.safe_load((run / "recipe.yaml").read_text())["model"]["name_or_path"] == str(pretrained_run / "model")
     results = ftcli.evaluate(run)
+    assert results["base_model"] == str(pretrained_run / "model")
     assert results["tuned"]["loss"] < results["base"]["loss"]
 
 
@@ -294,10 +298,10 @@ def test_an_existing_tokenizer_can_be_reused(tmp_path, tiny_llama_plain):
     assert f"name_or_path: {tiny_llama_plain}" in (run / "recipe.yaml").read_text()
 
 
-@pytest.mark.slow  # the whole 767 KB corpus: tokenizer training and tokenization take minutes on 2 cores
 def test_the_shipped_pretrain_recipe_lowers_perplexity(workdir):
     """recipes/pretrain-tiny-llama.yaml as shipped (its model, tokenizer and data), cut to 40 steps:
-    held-out perplexity of the trained model well below that of its untrained initialisation."""
+    held-out perplexity of the trained model well below that of its untrained initialisation
+    (798 -> 45). Not slow: ~20 s on 2 cores (tokenizer training takes 1 s, the 40 steps ~10 s)."""
     recipe = ftcli.load_recipe(REPO / "recipes" / "pretrain-tiny-llama.yaml",
                                ["train.max_steps=40", f"train.output_dir={workdir / 'pretrain'}",
                                 f"data.train={REPO / 'data' / 'stories' / 'train.txt'}"])

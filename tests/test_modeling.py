@@ -23,6 +23,23 @@ def test_a_directory_without_config_is_not_a_model(tmp_path):
     assert "local directory" in check_model_source(str(tmp_path))
 
 
+def test_a_run_that_is_not_a_model_says_what_to_do(tmp_path):
+    run = tmp_path / "runs" / "pretrain"
+    (run / "checkpoint-2").mkdir(parents=True)
+    (run / "recipe.yaml").write_text("task: causal-lm\n")
+    with pytest.raises(ModelError, match="no config.json") as info:
+        check_model_source(str(run))
+    assert "has not finished" in info.value.hint and "ftcli finetune" in info.value.hint
+    (run / "model").mkdir()
+    (run / "train_results.json").write_text("{}")
+    with pytest.raises(ModelError, match="no config.json") as info:
+        check_model_source(str(run))  # a finished run given as a model directory (e.g. generate --model)
+    assert f"its model is {run / 'model'}" in info.value.hint
+    with pytest.raises(ModelError) as info:
+        check_model_source(str(tmp_path / "runs"))  # not a run at all
+    assert "has not finished" not in info.value.hint and "saved Hugging Face model" in info.value.hint
+
+
 def test_a_missing_gguf_file_is_named(tmp_path):
     with pytest.raises(ModelError, match="GGUF file not found: .*model.gguf"):
         check_model_source(str(tmp_path), "model.gguf")

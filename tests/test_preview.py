@@ -73,3 +73,37 @@ def test_length_summary_percentiles_and_histogram():
     lines = length_summary(list(range(1, 101)), max_length=128, bins=4, width=10)
     assert lines[0].startswith("tokens per example: n=100  min=1  p50=51  p90=90  p99=99  max=100")
     assert [int(line.split()[1]) for line in lines[1:]] == [25, 25, 25, 25]
+
+
+def test_seq2seq_preview_shows_prefixed_source_target_and_what_cleaning_removed(workdir, tiny_t5):
+    rows = [{"prompt": "the red dog sleeps", "response": "der rot hund schläft"}, {"prompt": "a cat", "response": "ein katze"},
+            {"prompt": "the red dog sleeps", "response": "der rot hund schläft"},  # duplicate
+            {"prompt": "a man", "response": ""},  # incomplete
+            {"prompt": "the child", "response": "der kind"}, {"prompt": "a big house", "response": "ein groß haus"}]
+    path, _ = _recipe(workdir, tiny_t5, rows, task="seq2seq", eval_fraction=0, dedup=True,
+                      source_prefix="translate: ")
+    result = runner.invoke(app, ["data", "preview", str(path)])  # the default: 3 examples
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "task seq2seq (seq2seq): 4 training rows, 0 eval rows" in out
+    assert "cleaning (train): incomplete 1, duplicates 1\n" in out
+    assert out.count("--- example") == 3
+    # The encoder's input as training tokenized it (prefix first, T5's </s> last), then the decoder's target.
+    assert "source: translate: the red dog sleeps</s>\ntarget: der rot hund schläft</s>\n" in out
+    assert "source: translate: a cat</s>\ntarget: ein katze</s>\n" in out
+    assert IGNORED_OPEN not in out  # the target is the whole label: nothing inside the source is marked
+
+
+def test_multi_turn_chat_preview_marks_every_prompt_and_trains_every_reply(workdir, tiny_llama):
+    chat = {"messages": [{"role": "user", "content": "Who are you?"}, {"role": "assistant", "content": "Arr, a pirate!"},
+                         {"role": "user", "content": "Where is the ship?"},
+                         {"role": "assistant", "content": "In the harbour, matey."}]}
+    path, _ = _recipe(workdir, tiny_llama, [chat], eval_fraction=0)
+    result = runner.invoke(app, ["data", "preview", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "task causal-lm (messages): 1 training rows" in result.stdout
+    assert (f"{IGNORED_OPEN}<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n{IGNORED_CLOSE}"
+            f"Arr, a pirate!<|im_end|>\n"
+            f"{IGNORED_OPEN}<|im_start|>user\nWhere is the ship?<|im_end|>\n<|im_start|>assistant\n{IGNORED_CLOSE}"
+            f"In the harbour, matey.<|im_end|>\n") in result.stdout
+    assert "cleaning (" not in result.stdout  # nothing removed: no cleaning line

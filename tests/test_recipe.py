@@ -356,6 +356,31 @@ def test_absolute_paths_are_kept(tmp_path, monkeypatch):
     assert r.data.train == str(target)
 
 
+def fake_run(folder: Path, finished: bool = True) -> Path:
+    """A run directory as ftcli leaves it: model/ and train_results.json once finished."""
+    (folder / "checkpoint-2").mkdir(parents=True)
+    (folder / "recipe.yaml").write_text("task: causal-lm\n")
+    if finished:
+        (folder / "model").mkdir()
+        (folder / "model" / "config.json").write_text("{}")
+        (folder / "train_results.json").write_text("{}")
+    return folder
+
+
+def test_a_finished_run_as_model_or_tokenizer_means_its_model_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake_run(tmp_path / "runs" / "pretrain")
+    r = resolve_paths(parse_recipe(raw(model={"name_or_path": "runs/pretrain"},
+                                       tokenizer={"name_or_path": str(tmp_path / "runs" / "pretrain")})))
+    # The saved recipe then names the exact folder the weights came from.
+    assert r.model.name_or_path == r.tokenizer.name_or_path == str(tmp_path / "runs" / "pretrain" / "model")
+    # A run's model/ itself, and a run that has not finished, are left as written.
+    fake_run(tmp_path / "runs" / "half", finished=False)
+    for name in ("runs/pretrain/model", "runs/half"):
+        assert resolve_paths(parse_recipe(raw(model={"name_or_path": name}))).model.name_or_path \
+            == str(tmp_path / name)
+
+
 # ---------------------------------------------------------------- round trip
 
 

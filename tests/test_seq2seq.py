@@ -132,6 +132,7 @@ def toy(tmp_path_factory, tiny_t5) -> dict:
     recipe = s2s_recipe(tiny_t5, str(write_jsonl(root / "train.jsonl", train)),
                         str(write_jsonl(root / "eval.jsonl", held_out)), root / "runs" / "toy",
                         eval_strategy="steps", eval_steps=50, eval_batch_size=64)
+    recipe["eval"]["metrics"] = ["loss", "bleu", "chrf", "rouge"]  # the defaults (see the parallel test) + rouge
     cli("finetune", write_recipe(root / "toy.yaml", recipe))
     return {"run": root / "runs" / "toy", "held_out": held_out, "root": root}
 
@@ -145,13 +146,34 @@ def test_finetune_writes_a_seq2seq_run(toy):
     assert model.config.is_encoder_decoder and type(model).__name__ == "T5ForConditionalGeneration"
 
 
-def test_eval_compares_base_and_tuned_on_loss_bleu_and_chrf(toy):
+def test_eval_compares_base_and_tuned_on_loss_bleu_chrf_and_rouge(toy):
     out = json.loads(cli("eval", "--json", toy["run"]))
     base, tuned = out["base"], out["tuned"]
-    assert set(base) == set(tuned) == {"loss", "bleu", "chrf"}  # the task's default metrics
+    assert set(base) == set(tuned) == {"loss", "bleu", "chrf", "rouge1", "rouge2", "rougeL"}
     print(f"toy seq2seq: base {base}, tuned {tuned}")
     assert tuned["loss"] < base["loss"] / 3
     assert tuned["bleu"] > base["bleu"] and tuned["chrf"] > base["chrf"] + 50
+    assert all(tuned[k] > base[k] + 0.5 for k in ("rouge1", "rouge2", "rougeL"))  # F-measures in [0, 1]
+    # Generation was scored from the source exactly as training encoded it: source prefix first.
+    saved = json.loads((toy["run"] / "eval_results.json").read_text())
+    for details in (saved["tuned_details"], saved["base_details"]):
+        assert [s["prompt"] for s in details["samples"]] == [PREFIX + r["prompt"] for r in toy["held_out"][:5]]
+        assert [s["reference"] for s in details["samples"]] == [r["response"] for r in toy["held_out"][:5]]
+
+
+def test_the_source_prefix_is_put_before_the_prompt_at_generate_and_eval_time(toy):
+    """Training encoded `data.source_prefix` + source; generate and eval must give the model the same."""
+    from ftcli.evaluation import _source_and_target
+    from ftcli.generation import load_for_generation, prompt_ids
+    from ftcli.runs import load_run_recipe
+
+    row = toy["held_out"][0]
+    model, tokenizer, settings, chat, mode = load_for_generation(toy["run"])
+    assert mode == "seq2seq"
+    ids = prompt_ids(tokenizer, row["prompt"], settings, chat, mode)
+    assert ids == tokenizer(PREFIX + row["prompt"])["input_ids"]
+    assert tokenizer.decode(ids, skip_special_tokens=True) == PREFIX + row["prompt"]
+    assert _source_and_target(row, load_run_recipe(toy["run"])) == (PREFIX + row["prompt"], row["response"])
 
 
 def test_eval_loss_is_token_weighted_over_batches(toy):
@@ -183,10 +205,21 @@ def test_generate_with_a_seq2seq_model_directory(tiny_t5):
     # No run: --model recognises an encoder-decoder and encodes the prompt instead of continuing it.
     from ftcli.generation import load_for_generation
 
+    from transformers import AutoModelForSeq2SeqLM
+
     loaded = load_for_generation(model=str(tiny_t5), max_new_tokens=4)
     assert loaded.mode == "seq2seq" and not loaded.chat
+    # The answer is the decoder's greedy output for the encoded prompt (no prefix: there is no recipe),
+    # as plain transformers gives it; continuing the prompt as text would print something else.
+    tokenizer = t5_tokenizer(tiny_t5)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_t5).eval()
+    output = model.generate(tokenizer("the red dog", return_tensors="pt")["input_ids"], max_new_tokens=4,
+                            do_sample=False)
+    expected = tokenizer.decode(output[0], skip_special_tokens=True).strip()
+    assert expected
     result = runner.invoke(app, ["generate", "the red dog", "--model", str(tiny_t5), "--max-new-tokens", "4"])
     assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == expected
 
 
 # ------------------------------------------------------------------------------ training details
@@ -230,7 +263,7 @@ def test_parallel_text_files_train_a_seq2seq_run(workdir, tiny_t5):
         (workdir / f"{split}.en").write_text("".join(r["prompt"] + "\n" for r in part), encoding="utf-8")
         (workdir / f"{split}.de").write_text("".join(r["response"] + "\n" for r in part), encoding="utf-8")
     recipe = s2s_recipe(tiny_t5, {"source": "train.en", "target": "train.de"},
-                        {"source": "val.en", "target": "val.de"}, workdir / "runs/parallel", max_steps=2)
+                        {"source": "val.en", "target": "val.de"}, workdir / "runs/parallel", max_steps=10)
     write_recipe(workdir / "parallel.yaml", recipe)
 
     from ftcli.data import load_splits
@@ -241,7 +274,10 @@ def test_parallel_text_files_train_a_seq2seq_run(workdir, tiny_t5):
     assert splits.train[0] == {"prompt": rows[0]["prompt"], "response": rows[0]["response"]}
     cli("finetune", workdir / "parallel.yaml")
     assert json.loads((workdir / "runs/parallel/train_results.json").read_text())["train_samples"] == 40
-    assert json.loads(cli("eval", "--json", "--no-base", "runs/parallel"))["tuned"]["chrf"] >= 0
+    out = json.loads(cli("eval", "--json", "runs/parallel"))
+    assert set(out["base"]) == set(out["tuned"]) == {"loss", "bleu", "chrf"}  # the task's default metrics
+    print(f"parallel files: base loss {out['base']['loss']:.3f}, tuned {out['tuned']['loss']:.3f}")
+    assert out["tuned"]["loss"] < out["base"]["loss"] - 1  # 10 steps on the 40 pairs already help on the 10 held out
 
 
 # ------------------------------------------------------------------------------ Multi30k, from scratch

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ftcli.recipe import Recipe
 
 __version__ = "0.1.0"
-__all__ = ["finetune", "evaluate", "generate", "validate", "preview_data", "load_recipe"]
+__all__ = ["finetune", "evaluate", "generate", "validate", "preview_data", "load_recipe", "export"]
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> "Recipe":
@@ -60,3 +60,14 @@ def preview_data(recipe: "Recipe | str | Path", n: int = 3):
     from ftcli.preview import preview_data as _preview
 
     return _preview(_as_recipe(recipe), n)
+
+
+def export(run: str | Path, to: str | Path | None = None, kind: str = "merged", **options):
+    """Export a finished run as "merged" (full model folder), "adapter" (peft adapter + tokenizer) or
+    "gguf" (`to` is the .gguf file), with a model card; `push_to_hub="namespace/name"` uploads it.
+    Options: gguf_type, overwrite, push_to_hub, private, license, base_model, token. Returns an
+    ExportResult (kind, path, files, repo_id, url)."""
+    # The module is `exporting`: a submodule named `export` would replace this function on import.
+    from ftcli.exporting import export as _export
+
+    return _export(run, to, kind, **options)

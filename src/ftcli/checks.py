@@ -10,6 +10,9 @@ from ftcli.recipe import Recipe
 def validate(recipe: Recipe) -> dict:
     """Check the data (files, fields, rows) and that the model resolves. Returns what training would
     use; raises a UserError subclass naming the first thing that would stop it."""
+    from ftcli.tracking import check_installed
+
+    check_installed(recipe.train.report_to)
     splits = load_splits(recipe)
     if recipe.model.from_config:
         model = f"a new {recipe.model.from_config['architecture']} model (model.from_config)"

@@ -51,8 +51,15 @@ def _debug() -> bool:
     return os.environ.get("FTCLI_DEBUG", "") not in ("", "0")
 
 
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"{'stopped' if code == 130 else 'error'}: {message}", err=True)
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))  # set by torchrun / accelerate launch
+
+
+def _fail(message: str, code: int, reported: bool = False) -> None:
+    # Under a launcher, an error rank 0 raised reaches every rank; rank 0 has said it already.
+    if not reported:
+        where = f"[rank {_rank()}] " if _rank() else ""
+        typer.echo(f"{where}{'stopped' if code == 130 else 'error'}: {message}", err=True)
     raise typer.Exit(code)
 
 
@@ -70,7 +77,7 @@ def guarded(command):
         except FtcliError as exc:
             if _debug():
                 raise
-            _fail(exc.render(), exc.exit_code)
+            _fail(exc.render(), exc.exit_code, getattr(exc, "reported_by_rank0", False))
         except KeyboardInterrupt:
             typer.echo("\ninterrupted", err=True)
             raise typer.Exit(130)
@@ -89,12 +96,27 @@ def finetune(
     recipe: RecipeArg,
     set_: SetOption = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in output_dir.")] = False,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Train in N processes on this machine (DDP "
+                                       "through torch's elastic launcher; gloo on CPU).")] = 1,
 ):
     """Fine-tune a model as RECIPE says; writes the run directory (train.output_dir)."""
     import ftcli
 
-    loaded = ftcli.load_recipe(recipe, set_)
+    loaded = ftcli.load_recipe(recipe, set_)  # a bad recipe fails here, before any process starts
+    if nproc > 1:
+        from ftcli.distributed import is_distributed, launch
+        from ftcli.errors import UserError
+
+        if is_distributed():
+            raise UserError("--nproc starts its own processes; under torchrun or accelerate launch, leave it out")
+        command = ["finetune", str(recipe), *(f"--set={s}" for s in set_ or []), *(["--overwrite"] if overwrite else [])]
+        code = launch(nproc, command)
+        if code:
+            raise typer.Exit(code)
+        return
     run_dir = ftcli.finetune(loaded, overwrite=overwrite)
+    if _rank():
+        return
     typer.echo(f"run finished: {run_dir}")
     hints = [f"ftcli eval {run_dir}"]
     if loaded.task in ("causal-lm", "seq2seq"):
@@ -271,6 +293,55 @@ def schema():
     from ftcli.schema import reference_yaml
 
     typer.echo(reference_yaml(), nl=False)
+
+
+@app.command()
+@guarded
+def export(
+    run: Annotated[str, typer.Argument(help="Run directory (or its recipe file).", show_default=False)],
+    merged: Annotated[bool, typer.Option("--merged", help="The full model, LoRA merged in (a folder).")] = False,
+    adapter: Annotated[bool, typer.Option("--adapter", help="The LoRA adapter and tokenizer (a folder; "
+                                          "LoRA runs).")] = False,
+    gguf: Annotated[Optional[Path], typer.Option("--gguf", help="A .gguf file for llama.cpp (Llama-family "
+                                                 "causal LMs).", show_default=False)] = None,
+    gguf_type: Annotated[str, typer.Option("--gguf-type", help="GGUF weights: f16 (faithful), q8_0 "
+                                           "(half the size) or f32.")] = "f16",
+    to: Annotated[Optional[Path], typer.Option("--to", help="Folder to write (--merged / --adapter).",
+                                               show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export.")] = False,
+    push_to_hub: Annotated[Optional[str], typer.Option(
+        "--push-to-hub", help="Upload the export to this Hugging Face model repo (NAMESPACE/NAME).",
+        show_default=False)] = None,
+    private: Annotated[bool, typer.Option("--private", help="Create the Hub repo as private.")] = False,
+    license: Annotated[Optional[str], typer.Option(
+        "--license", help="Licence id for the model card (default: the base model's, when its card says).",
+        show_default=False)] = None,
+    base_model: Annotated[Optional[str], typer.Option(
+        "--base-model", help="The base model's Hub id, for a run trained from a local copy (card and "
+        "adapter_config.json).", show_default=False)] = None,
+):
+    """Export a finished run: --merged or --adapter to a folder (--to), or --gguf FILE; each with a
+    model card (README.md), optionally pushed with --push-to-hub."""
+    import ftcli
+    from ftcli.errors import UserError
+
+    kinds = [name for name, given in (("merged", merged), ("adapter", adapter), ("gguf", gguf is not None))
+             if given]
+    if len(kinds) != 1:
+        raise UserError("give one of --merged, --adapter or --gguf FILE" if not kinds
+                        else f"give only one of --{', --'.join(kinds)}")
+    if gguf is not None and to is not None:
+        raise UserError("--gguf names the file to write; --to is for --merged and --adapter")
+    if gguf is None and to is None and not push_to_hub:
+        raise UserError(f"say where to write the {kinds[0]} model: --to DIR (and/or --push-to-hub REPO)")
+    if gguf is None and gguf_type != "f16":
+        raise UserError("--gguf-type applies to --gguf only")
+    result = ftcli.export(run, gguf if gguf is not None else to, kinds[0], gguf_type=gguf_type, overwrite=overwrite,
+                          push_to_hub=push_to_hub, private=private, license=license, base_model=base_model)
+    if result.path is not None:
+        typer.echo(f"exported: {result.path}")
+    if result.url:
+        typer.echo(f"pushed: {result.url}")
 
 
 @app.command("import-gguf")

@@ -201,6 +201,9 @@ def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int
                             run_dir / "confusion_matrix.png", f"{run_dir.name} (tuned)")
         results["confusion_matrix_png"] = str(png)
     runs.write_json(run_dir / runs.EVAL_RESULTS, results)
+    from ftcli.model_card import refresh_run_cards
+
+    refresh_run_cards(run_dir, log)  # the model card's metrics now include these results
     return results
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from transformers import Trainer, TrainerCallback
 
+from ftcli import distributed
 from ftcli.checkpoints import mark_complete
 from ftcli.errors import TrainingFailed
 
@@ -56,9 +57,11 @@ class GuardCallback(TrainerCallback):
 
     def __init__(self, stop: StopSignals):
         self.stop = stop
+        self.stopped = False  # on request, here or on another rank
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if self.stop.received:
+        if _any_rank(self.stop.received is not None, args.device):
+            self.stopped = True
             control.should_save = True
             control.should_training_stop = True
         if control.should_save and model is not None and not _finite_parameters(model):
@@ -66,7 +69,24 @@ class GuardCallback(TrainerCallback):
                                  "not saving them", hint="lower train.learning_rate or train.max_grad_norm")
 
     def on_save(self, args, state, control, **kwargs):
-        mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step)
+        # Every rank writes its own RNG state into the checkpoint: mark it complete only once all have.
+        distributed.barrier()
+        if state.is_world_process_zero:
+            mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step)
+        distributed.barrier()
+
+
+def _any_rank(flag: bool, device) -> bool:
+    """True on every rank if it is true on any. A signal can reach the ranks in different steps;
+    if only some stopped, the others would wait for them forever."""
+    if not distributed.is_distributed():
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    value = torch.tensor([1 if flag else 0], device=device)  # nccl reduces only GPU tensors
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 class FtcliTrainer(Trainer):
@@ -104,8 +124,10 @@ class FtcliTrainer(Trainer):
             return super()._get_train_sampler(train_dataset)
         from ftcli.sampling import SeededLengthGroupedSampler
 
-        return SeededLengthGroupedSampler([len(e["input_ids"]) for e in dataset],
-                                          self.args.train_batch_size * self.args.gradient_accumulation_steps,
+        # Group by the global batch: each process takes its slice of consecutive batches, so N processes
+        # see the batches one process would with an N times larger batch.
+        global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+        return SeededLengthGroupedSampler([len(e["input_ids"]) for e in dataset], global_batch,
                                           self.args.data_seed if self.args.data_seed is not None else self.args.seed)
 
     def training_step(self, model, inputs, num_items_in_batch=None):

@@ -40,14 +40,24 @@ def check_model_source(name_or_path: str, gguf_file: str | None = None) -> str:
                 raise ModelError(f"GGUF file not found: {path / gguf_file}")
             return f"local GGUF file {path / gguf_file}"
         if not (path / "config.json").is_file():
-            raise ModelError(f"{path} is not a model directory (no config.json)",
-                             hint="point model.name_or_path at a saved Hugging Face model, "
-                                  "or set model.gguf_file for a .gguf file inside it")
+            raise ModelError(f"{path} is not a model directory (no config.json)", hint=_not_a_model_hint(path))
         return f"local directory {path}"
     if is_local(name_or_path) or len(name_or_path.split("/")) > 2:
         raise ModelError(f"model not found: {name_or_path}", hint="run `make models` for the example "
                          "models, or point model.name_or_path at a local model directory")
     return _check_hub_model(name_or_path)
+
+
+def _not_a_model_hint(path: Path) -> str:
+    from ftcli import runs
+
+    if runs.is_finished(path):  # a recipe's finished run resolves to its model/ as the recipe loads
+        return f"{path} is a finished ftcli run: its model is {path / runs.MODEL_DIR}"
+    if runs.looks_like_run(path):
+        return (f"{path} is an ftcli run that has not finished (no {runs.MODEL_DIR}/ and {runs.TRAIN_RESULTS} "
+                "yet): run its `ftcli finetune` command again to resume it, then name the run here")
+    return "point model.name_or_path at a saved Hugging Face model or a finished ftcli run, " \
+           "or set model.gguf_file for a .gguf file inside it"
 
 
 def _check_hub_model(repo_id: str) -> str:
@@ -200,6 +210,30 @@ def save_final_model(model, tokenizer, run_dir: Path, is_lora: bool) -> None:
         tokenizer.save_pretrained(path)
 
     save_atomically(save_model, run_dir / "model")
+
+
+def save_sharded_final_model(trainer, tokenizer, run_dir: Path, is_lora: bool, load_base) -> None:
+    """`save_final_model` for FSDP and DeepSpeed runs, where no process may hold the whole model:
+    Trainer gathers it (every rank must call this), and rank 0 writes. A LoRA adapter is merged into
+    a fresh copy of the base model (`load_base()`), as the sharded one cannot be merged in place."""
+    from ftcli import distributed
+
+    target = run_dir / ("adapter" if is_lora else "model")
+    tmp = target.with_name(f".{target.name}.tmp")
+    if distributed.is_main():
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))  # collective: gathers the shards, writes on rank 0
+    if not distributed.is_main():
+        return
+    tokenizer.save_pretrained(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    if is_lora:
+        from peft import PeftModel
+
+        merged = PeftModel.from_pretrained(load_base(), target).merge_and_unload()
+        save_final_model(merged, tokenizer, run_dir, is_lora=False)
 
 
 def import_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:

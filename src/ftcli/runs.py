@@ -13,6 +13,7 @@ ADAPTER_DIR = "adapter"  # the LoRA adapter alone
 RECIPE_FILE = "recipe.yaml"  # the resolved recipe the run used
 TRAIN_RESULTS = "train_results.json"
 EVAL_RESULTS = "eval_results.json"
+LOGS_DIR = "logs"  # TensorBoard event files (train.report_to)
 # Where to look for runs when none is named: output_dir is usually runs/NAME, sometimes deeper.
 _SEARCH_DEPTH = 3
 _SKIP = {".venv", ".git", "node_modules", "__pycache__", "models"}
@@ -96,7 +97,7 @@ def write_json(path: Path, data: dict) -> None:
 def clear_run(run_dir: Path) -> None:
     """Remove what a previous run wrote (for --overwrite), leaving any unrelated files alone."""
     for child in run_dir.iterdir() if run_dir.is_dir() else []:
-        ours = child.name in {MODEL_DIR, ADAPTER_DIR, RECIPE_FILE, TRAIN_RESULTS, EVAL_RESULTS, "runs"} \
+        ours = child.name in {MODEL_DIR, ADAPTER_DIR, RECIPE_FILE, TRAIN_RESULTS, EVAL_RESULTS, LOGS_DIR, "runs"} \
             or child.name.startswith(("checkpoint-", f".{MODEL_DIR}", f".{ADAPTER_DIR}"))
         if ours:
             shutil.rmtree(child) if child.is_dir() else child.unlink()

@@ -58,7 +58,7 @@ class Section(BaseModel):
 
 
 class ModelSection(Section):
-    name_or_path: str | None = Field(None, description="Local model directory (a run's model/ too) or hub id.",
+    name_or_path: str | None = Field(None, description="Local model directory, a finished ftcli run (its model/) or hub id.",
                                      json_schema_extra={"example": "models/smollm2-135m-instruct"})
     from_config: dict[str, Any] | None = Field(
         None, description="Instead of name_or_path: a new, randomly initialised model (seeded). "
@@ -89,7 +89,7 @@ class TokenizerTraining(Section):
 class TokenizerSection(Section):
     """Which tokenizer a run uses; absent → the model's own (model.name_or_path)."""
 
-    name_or_path: str | None = Field(None, description="An existing tokenizer (model directory or hub id).")
+    name_or_path: str | None = Field(None, description="An existing tokenizer (model directory, finished ftcli run or hub id).")
     train: TokenizerTraining | None = Field(None, description="Train a new tokenizer on the training text "
                                                               "(for model.from_config); saved with the run.")
 
@@ -237,7 +237,61 @@ class TrainSection(Section):
                                                    "measure before relying on it).")
     on_nonfinite_loss: Literal["stop", "skip"] = Field("stop", description="On a NaN/inf loss: stop (exit 3, "
                                                        "keeping the last good checkpoint) or skip the batch.")
-    report_to: list[str] = Field(default_factory=lambda: ["none"], description="Trainer integrations.")
+    report_to: list[Literal["tensorboard", "mlflow", "wandb", "none"]] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="Experiment tracking: tensorboard (<output_dir>/logs), mlflow ($MLFLOW_TRACKING_URI, "
+                    "else ./mlflow.db), wandb, or none. Nothing is sent anywhere unless you configure it.")
+
+    @field_validator("report_to")
+    @classmethod
+    def _report_to_alone_or_once(cls, value: list[str]) -> list[str]:
+        if "none" in value and len(value) > 1:
+            raise ValueError("'none' cannot be combined with other trackers")
+        if twice := sorted({name for name in value if value.count(name) > 1}):
+            raise ValueError(f"{', '.join(twice)} listed more than once")
+        return value
+
+
+# TrainingArguments' FSDP options (transformers 5): sharding strategy, plus offload / auto_wrap.
+FSDP_OPTIONS = ("full_shard", "shard_grad_op", "hybrid_shard", "hybrid_shard_zero2", "no_shard",
+                "offload", "auto_wrap")
+
+
+class DistributedSection(Section):
+    """Passed through to TrainingArguments for runs under a launcher (`--nproc`, torchrun, accelerate
+    launch). Plain DDP needs none of it; FSDP and DeepSpeed are the engines' own options."""
+
+    fsdp: str | list[str] | None = Field(None, description="FSDP: e.g. 'full_shard auto_wrap' or a list of "
+                                                             + ", ".join(FSDP_OPTIONS) + ".")
+    fsdp_config: dict[str, Any] | str | None = Field(None, description="FSDP config: a mapping, or a JSON "
+                                                                        "file (TrainingArguments' fsdp_config).")
+    deepspeed: str | dict[str, Any] | None = Field(None, description="DeepSpeed config: a JSON file (see "
+                                                                      "recipes/deepspeed/) or a mapping.")
+    ddp_find_unused_parameters: bool | None = Field(None, description="DDP: look for parameters without "
+                                                                       "gradients (slower); null → Trainer's choice.")
+    ddp_timeout: int | None = Field(None, gt=0, description="Seconds a process waits for the others.")
+
+    @field_validator("fsdp")
+    @classmethod
+    def _known_fsdp_options(cls, value):
+        if value is None:
+            return value
+        options = value.split() if isinstance(value, str) else value
+        unknown = [o for o in options if o not in FSDP_OPTIONS]
+        if unknown:
+            raise ValueError(f"unknown FSDP option(s) {', '.join(map(repr, unknown))}; "
+                             f"choose from {', '.join(FSDP_OPTIONS)}")
+        if not options:
+            raise ValueError("name at least one FSDP option, or leave fsdp out")
+        return " ".join(options)
+
+    @model_validator(mode="after")
+    def _one_engine(self) -> "DistributedSection":
+        if self.fsdp and self.deepspeed:
+            raise ValueError("fsdp and deepspeed are two ways of sharding a model; choose one")
+        if self.fsdp_config is not None and not self.fsdp:
+            raise ValueError("fsdp_config needs fsdp (e.g. fsdp: full_shard auto_wrap)")
+        return self
 
 
 class EvalSection(Section):
@@ -281,6 +335,8 @@ class Recipe(Section):
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
     generate: GenerateSection = Field(default_factory=GenerateSection)
+    distributed: DistributedSection | None = Field(None, description="FSDP / DeepSpeed / DDP options for "
+                                                                     "multi-process runs.")
 
     @model_validator(mode="after")
     def _best_model_needs_evaluation(self) -> "Recipe":

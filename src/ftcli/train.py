@@ -12,13 +12,16 @@ from pathlib import Path
 
 import yaml
 
-from ftcli import checkpoints, runs
+from ftcli import checkpoints, distributed, runs
 from ftcli.errors import Interrupted, UserError
 from ftcli.recipe import Recipe, save_recipe
 
 
 def log(message: str) -> None:
-    # stdout stays free for results (`generate`, `eval --json`); progress goes to stderr.
+    # stdout stays free for results (`generate`, `eval --json`); progress goes to stderr. With several
+    # processes only rank 0 speaks: the others would repeat each line.
+    if not distributed.is_main():
+        return
     print(f"[ftcli] {message}", file=sys.stderr, flush=True)
 
 
@@ -66,7 +69,29 @@ def training_arguments(recipe: Recipe, run_dir: Path):
         dataloader_pin_memory=torch.cuda.is_available(),
         # Our examples carry exactly the columns the model takes; nothing to strip.
         remove_unused_columns=False,
+        # Under a launcher on a machine without GPUs, only use_cpu makes Trainer join the gloo group.
+        use_cpu=distributed.use_cpu(),
+        **distributed_options(recipe),
     )
+
+
+def distributed_options(recipe: Recipe) -> dict:
+    """The recipe's `distributed:` section, passed through to TrainingArguments as is."""
+    d = recipe.distributed
+    if d is None:
+        return {}
+    options: dict = {}
+    if d.fsdp:
+        options["fsdp"] = d.fsdp
+        if d.fsdp_config is not None:
+            options["fsdp_config"] = d.fsdp_config
+    if d.deepspeed:
+        options["deepspeed"] = d.deepspeed
+    if d.ddp_find_unused_parameters is not None:
+        options["ddp_find_unused_parameters"] = d.ddp_find_unused_parameters
+    if d.ddp_timeout is not None:
+        options["ddp_timeout"] = d.ddp_timeout
+    return options
 
 
 def data_collator(recipe: Recipe, tokenizer):
@@ -169,23 +194,30 @@ def finetune(recipe: Recipe, overwrite: bool = False) -> Path:
 def _finetune(recipe: Recipe, overwrite: bool) -> Path:
     from transformers import set_seed
 
+    from ftcli import tracking
     from ftcli.guards import FtcliTrainer, GuardCallback, StopSignals
-    from ftcli.modeling import attach_lora, load_model, save_final_model
+    from ftcli.modeling import attach_lora, load_model, save_final_model, save_sharded_final_model
     from ftcli.prep_cache import prepare_splits
     from ftcli.preprocess import label_mapping
     from ftcli.rows_cache import load_splits_cached
     from ftcli.tokenizer_training import run_tokenizer
 
     run_dir = Path(recipe.train.output_dir)
-    resume = _resume_point(recipe, run_dir, overwrite)
-    splits = load_splits_cached(recipe, log)
-    rows = "streamed" if recipe.data.streaming else len(splits.train)
-    log(f"task {recipe.task} ({splits.format}): {rows} training rows, {len(splits.eval)} eval rows"
-        + (f"; dropped {splits.dropped_summary()}" if splits.rows_dropped else ""))
+    tracking.check_installed(recipe.train.report_to)
+    distributed.check_engine(recipe.distributed)
+    distributed.start()
+    # Rank 0 alone decides (and tidies) what to resume from; every rank then resumes from it.
+    resume = distributed.share_from_main(lambda: _resume_point(recipe, run_dir, overwrite))
+    # Rank 0 fills the data caches and trains any tokenizer first; the others then find them ready.
+    with distributed.main_process_first():
+        splits = load_splits_cached(recipe, log)
+        rows = "streamed" if recipe.data.streaming else len(splits.train)
+        log(f"task {recipe.task} ({splits.format}): {rows} training rows, {len(splits.eval)} eval rows"
+            + (f"; dropped {splits.dropped_summary()}" if splits.rows_dropped else ""))
 
-    tokenizer = run_tokenizer(recipe, splits, log)
-    label2id = label_mapping(splits.train, recipe.data.label_field) if splits.mode == "classification" else None
-    train_set, eval_set = prepare_splits(recipe, splits, tokenizer, label2id, log)
+        tokenizer = run_tokenizer(recipe, splits, log)
+        label2id = label_mapping(splits.train, recipe.data.label_field) if splits.mode == "classification" else None
+        train_set, eval_set = prepare_splits(recipe, splits, tokenizer, label2id, log)
 
     set_seed(recipe.train.seed)  # a new classification head is initialised the same way every run
     model = load_model(recipe.task, recipe.model, label2id, tokenizer.pad_token_id, tokenizer, recipe.train.seed)
@@ -197,15 +229,20 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     t = recipe.train
+    world = distributed.world_size()
+    global_batch = t.batch_size * t.gradient_accumulation_steps * world
     log(f"model {recipe.model.name_or_path or 'from config'}: {trainable:,} of {total:,} parameters trainable"
         f" ({'LoRA r=' + str(recipe.lora.r) if recipe.lora else 'full fine-tune'});"
-        f" effective batch size {t.batch_size * t.gradient_accumulation_steps}")
+        f" effective batch size {global_batch} = batch_size {t.batch_size} x gradient_accumulation_steps"
+        f" {t.gradient_accumulation_steps} x {world} process{'es' if world > 1 else ''}")
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_recipe(recipe, run_dir / runs.RECIPE_FILE)
+    if distributed.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_recipe(recipe, run_dir / runs.RECIPE_FILE)
     evaluation = _training_eval(recipe, eval_set.examples, label2id)
-    with StopSignals(log) as stop:
-        callbacks = [GuardCallback(stop)] + evaluation.pop("callbacks")
+    with StopSignals(log) as stop, tracking.session(recipe, run_dir, log) as recipe_params:
+        guard = GuardCallback(stop)
+        callbacks = [guard, recipe_params] + evaluation.pop("callbacks")
         trainer = FtcliTrainer(model=model, args=training_arguments(recipe, run_dir),
                                data_collator=data_collator(recipe, tokenizer),
                                train_dataset=train_set.examples, processing_class=tokenizer,
@@ -215,20 +252,33 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
         if resume:
             log(f"resuming from {resume.name}")
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if stop.received:
-        raise Interrupted(f"stopped by {stop.received} at step {trainer.state.global_step}; "
-                          f"saved {run_dir / f'checkpoint-{trainer.state.global_step}'}",
-                          hint="run the same `ftcli finetune` command again to resume from there")
+    if stop.received or guard.stopped:
+        stopped = Interrupted(f"stopped by {stop.received or 'a signal to another process'} at step {trainer.state.global_step}; "
+                              f"saved {run_dir / f'checkpoint-{trainer.state.global_step}'}",
+                              hint="run the same `ftcli finetune` command again to resume from there")
+        stopped.reported_by_rank0 = not distributed.is_main()  # every rank stops at this step; one says so
+        raise stopped
 
-    save_final_model(trainer.model, tokenizer, run_dir, is_lora=recipe.lora is not None)
+    if distributed.shards_the_model(recipe.distributed):
+        save_sharded_final_model(trainer, tokenizer, run_dir, recipe.lora is not None, lambda: load_model(
+            recipe.task, recipe.model, label2id, tokenizer.pad_token_id, tokenizer, recipe.train.seed))
+    elif distributed.is_main():
+        save_final_model(trainer.model, tokenizer, run_dir, is_lora=recipe.lora is not None)
+    if not distributed.is_main():
+        distributed.finish()  # rank 0 writes the results; the others are done
+        return run_dir
     metrics = dict(result.metrics)
     metrics.update(train_samples=train_set.examples_made if recipe.data.streaming else len(train_set.examples),
-                   global_step=result.global_step,
+                   global_step=result.global_step, world_size=world, global_batch_size=global_batch,
                    mode=splits.mode, format=splits.format, data_cleaning=splits.cleaning, data_sources=splits.sources,
                    resumed_from=resume.name if resume else None,
                    examples_truncated=train_set.truncated, examples_dropped=train_set.dropped,
                    nonfinite_batches_skipped=trainer.skipped_batches, **_best_model_record(trainer, recipe))
     runs.write_json(run_dir / runs.TRAIN_RESULTS, metrics)
+    from ftcli.model_card import refresh_run_cards
+
+    refresh_run_cards(run_dir, log)  # model/README.md (and adapter/README.md): the model card
     log(f"done: train_loss {metrics.get('train_loss', float('nan')):.4f} in {metrics.get('train_runtime', 0):.1f}s;"
         f" model saved to {run_dir / runs.MODEL_DIR}")
+    distributed.finish()
     return run_dir
