@@ -159,8 +159,10 @@ def launch(nproc: int, command: list[str]) -> int:
     try:
         run(args)
     except ChildFailedError as exc:
-        failed = sorted((rank, f.exitcode) for rank, f in exc.failures.items() if f.exitcode != 0)
-        rank, code = failed[0] if failed else (0, 1)
+        # Once one rank fails the launcher stops the others with SIGTERM: an exit code of our own
+        # (2 for a recipe error) says more than those, so it comes first.
+        failed = sorted((code < 0, rank, code) for rank, f in exc.failures.items() if (code := f.exitcode) != 0)
+        _, rank, code = failed[0] if failed else (False, 0, 1)
         if code < 0 or code not in (1, 2, 3, 130):  # killed, or died without one of our messages
             print(f"error: process rank {rank} exited with code {code}", file=sys.stderr, flush=True)
         return exit_code_of(code)
