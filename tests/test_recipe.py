@@ -468,3 +468,11 @@ def test_readme_recipe_reference_is_the_schema():
     assert f"```yaml\n{reference_yaml()}```" in readme
     parsed = yaml.safe_load(reference_yaml().replace("REQUIRED", "data/train.jsonl"))
     assert parse_recipe(parsed).data.train == "data/train.jsonl"  # the reference is itself a valid recipe
+
+
+@pytest.mark.parametrize("key", ["train", "eval"])
+def test_an_empty_list_of_data_sources_is_an_error_not_a_run_without_data(key):
+    recipe = raw()
+    recipe["data"][key] = []
+    (msg,) = problems(recipe)
+    assert msg.startswith(f"data.{key}: an empty list names no data")

@@ -21,6 +21,7 @@ from conftest import repo_rows, write_jsonl
 from ftcli.cli import app
 from ftcli.errors import ModelError, TrainingFailed, UserError
 from ftcli.recipe import Recipe, load_recipe, parse_recipe
+from ftcli.schema import TASKS, DataSource
 
 runner = CliRunner()
 
@@ -174,11 +175,14 @@ documents = st.one_of(values, recipe_like(), mutated_recipe(), mutated_recipe())
 @example({"task": "causal-lm", "model": {"name_or_path": "m"}, "data": {"train": "x.jsonl"}, "train": {"batch_size": True}})
 @example({"task": "causal-lm", "model": {"name_or_path": "m"}, "data": {"train": "x"}, "eval": {"metrics": [[1], {}, None]}})
 @example({"task": "causal-lm", "model": {"name_or_path": 1, 2: 3}, "data": {"train": "x"}})
+@example({"task": "causal-lm", "model": {"name_or_path": "m"}, "data": {"train": []}})
 def test_parse_recipe_returns_a_recipe_or_raises_user_error(doc):
     recipe = _check_loader(lambda: parse_recipe(doc))
     if recipe is not None:  # whatever got through is well-formed
-        assert recipe.task in ("causal-lm", "sequence-classification")
-        assert isinstance(recipe.data.train, str) and isinstance(recipe.eval.metrics, list)
+        assert recipe.task in TASKS
+        train = recipe.data.train
+        assert isinstance(train, (str, DataSource)) or (isinstance(train, list) and train)
+        assert isinstance(recipe.eval.metrics, list)
 
 
 _YAML_DIR = tempfile.TemporaryDirectory(prefix="ftcli-yaml-")

@@ -8,7 +8,7 @@ Reading, validating and reporting recipes lives in `ftcli.recipe`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -130,7 +130,8 @@ class DataSource(Section):
 
 
 # A data source as written in a recipe: a path or hub id, one source mapping, or a list to mix.
-DataInput = str | DataSource | list[str | DataSource]
+# A list mixes sources; an empty one would be a run with no data.
+DataInput = str | DataSource | Annotated[list[str | DataSource], Field(min_length=1)]
 
 
 class DataSection(Section):
@@ -174,6 +175,13 @@ class DataSection(Section):
                                           "tokenizer and data settings (in $FTCLI_CACHE_DIR or ~/.cache/ftcli).")
     streaming: bool = Field(False, description="Read training files lazily, for data larger than memory "
                                                "(needs train.max_steps; no dedup, held-out split or mixing).")
+
+    @field_validator("train", "eval", mode="before")
+    @classmethod
+    def _some_data(cls, value):
+        if isinstance(value, list) and not value:
+            raise ValueError("an empty list names no data: give a file, folder, hub dataset or source mapping")
+        return value
 
     @field_validator("template")
     @classmethod
