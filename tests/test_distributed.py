@@ -157,6 +157,34 @@ def test_a_killed_torchrun_run_resumes_under_accelerate_launch_to_the_same_weigh
     assert worst <= 1e-5, f"max abs weight difference after a multi-process resume: {worst}"
 
 
+def test_ranks_whose_launcher_is_killed_save_a_checkpoint_and_stop(tmp_path, tiny_llama, data):
+    # torchrun puts each rank in a session of its own: a SIGKILLed launcher would leave them training.
+    recipe = recipe_file(tmp_path, tiny_llama, data, "orphaned", max_steps=5000, save_steps=20)
+    run_dir = tmp_path / "orphaned"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    launcher = subprocess.Popen([*ftcli("finetune", str(recipe), "--nproc", "2")], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not list(run_dir.glob(f"checkpoint-*/{MARKER}")):
+        assert launcher.poll() is None and time.monotonic() < deadline, "no checkpoint from the 2-process run"
+        time.sleep(0.05)
+    ranks = children(launcher.pid)
+    assert len(ranks) == 2
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+              for pid in ranks):
+        if time.monotonic() > deadline:
+            for pid in ranks:
+                os.kill(pid, signal.SIGKILL)
+            pytest.fail("the ranks kept running after their launcher was killed")
+        time.sleep(0.1)
+    newest = max(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert (newest / MARKER).is_file(), f"{newest.name} is not complete"
+    assert int(newest.name.split("-")[1]) < 5000 and not (run_dir / "model").exists()
+
+
 def children(pid: int) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
