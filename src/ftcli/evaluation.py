@@ -10,7 +10,7 @@ from ftcli import runs
 from ftcli.data import describe_source, load_splits, source_fingerprint
 from ftcli.errors import UserError
 from ftcli.recipe import GENERATION_METRICS, Recipe
-from ftcli.train import log
+from ftcli.progress import log
 
 
 def _batches(examples: list[dict], batch_size: int):

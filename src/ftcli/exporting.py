@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from ftcli import runs
 from ftcli.errors import UserError
+from ftcli.progress import log
 
 KINDS = ("merged", "adapter", "gguf")
 GGUF_TYPES = ("f16", "q8_0", "f32")
@@ -38,12 +39,6 @@ class ExportResult(NamedTuple):
     files: list[str]  # what the export holds (a gguf export: the file and its card)
     repo_id: str | None = None  # the Hub repo pushed to, as the Hub names it (namespace/name)
     url: str | None = None
-
-
-def log(message: str) -> None:
-    import sys
-
-    print(f"[ftcli] {message}", file=sys.stderr, flush=True)
 
 
 # --- checks ---------------------------------------------------------------------------------------
@@ -100,10 +95,8 @@ def _check_destination(to: Path, run_dir: Path, overwrite: bool, is_file: bool) 
     """The destination, resolved; refuse places where writing (or --overwrite) could destroy the
     run itself or unrelated files."""
     resolved = Path(to).expanduser().resolve()
-    special = {Path(resolved.anchor): "the filesystem root", Path.cwd().resolve(): "the current directory",
-               Path.home().resolve(): "your home directory"}
-    if resolved in special:
-        raise UserError(f"refusing to export into {special[resolved]} ({resolved})",
+    if special := runs.special_place(resolved):
+        raise UserError(f"refusing to export into {special} ({resolved})",
                         hint="name a new folder, such as exports/NAME")
     if _inside(run_dir, resolved):
         raise UserError(f"{resolved} holds the run {run_dir}; refusing to export over it",

@@ -12,7 +12,6 @@ Several answers per prompt (`num_return_sequences` > 1): the library returns a l
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, NamedTuple
 
 from ftcli import runs
 from ftcli.errors import UserError
+from ftcli.progress import log
 from ftcli.prompting import (
     _check_settings,
     _sampling,
@@ -29,10 +29,6 @@ from ftcli.prompting import (
     settings_with,
 )
 from ftcli.schema import GenerateSection
-
-
-def log(message: str) -> None:
-    print(f"[ftcli] {message}", file=sys.stderr, flush=True)
 
 
 class Loaded(NamedTuple):

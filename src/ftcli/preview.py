@@ -68,7 +68,7 @@ def preview_data(recipe: Recipe, n: int = 3) -> DataPreview:
     """Read, clean and tokenize the recipe's data as `finetune` would; describe the first `n` examples."""
     from ftcli.data import load_splits
     from ftcli.prep_cache import prepare_splits
-    from ftcli.train import log
+    from ftcli.progress import log
 
     splits = load_splits(recipe)
     tokenizer, label2id = _tokenizer_and_labels(recipe, splits)
@@ -85,7 +85,7 @@ def preview_data(recipe: Recipe, n: int = 3) -> DataPreview:
 def _tokenizer_and_labels(recipe: Recipe, splits):
     from ftcli.preprocess import label_mapping
     from ftcli.tokenizer_training import run_tokenizer
-    from ftcli.train import log
+    from ftcli.progress import log
 
     tokenizer = run_tokenizer(recipe, splits, log=log)
     label2id = label_mapping(splits.train, recipe.data.label_field) if splits.mode == "classification" else None

@@ -29,13 +29,18 @@ def looks_like_run(run_dir: Path) -> bool:
         or any(p.name.startswith("checkpoint-") for p in run_dir.iterdir())
 
 
+def special_place(resolved: Path) -> str | None:
+    """What a folder is, if it is one that must never be written over or cleared: /, ~, the cwd."""
+    special = {Path(resolved.anchor): "the filesystem root", Path.cwd().resolve(): "the current directory",
+               Path.home().resolve(): "your home directory"}
+    return special.get(resolved)
+
+
 def check_output_dir(run_dir: Path) -> None:
     """Refuse output folders where writing (or --overwrite) could destroy unrelated files."""
     resolved = Path(run_dir).expanduser().resolve()
-    special = {Path(resolved.anchor): "the filesystem root", Path.cwd().resolve(): "the current directory",
-               Path.home().resolve(): "your home directory"}
-    if resolved in special:
-        raise UserError(f"train.output_dir is {special[resolved]} ({resolved}); refusing to write a run there",
+    if special := special_place(resolved):
+        raise UserError(f"train.output_dir is {special} ({resolved}); refusing to write a run there",
                         hint="use a folder of its own, such as runs/NAME")
     if resolved.exists() and not resolved.is_dir():
         raise UserError(f"train.output_dir {resolved} is a file, not a folder")

@@ -7,22 +7,14 @@ Tasks differ only in how rows become examples (`preprocess`), which model class 
 from __future__ import annotations
 
 import errno
-import sys
 from pathlib import Path
 
 import yaml
 
 from ftcli import checkpoints, distributed, runs
 from ftcli.errors import Interrupted, UserError
+from ftcli.progress import log
 from ftcli.recipe import Recipe, save_recipe
-
-
-def log(message: str) -> None:
-    # stdout stays free for results (`generate`, `eval --json`); progress goes to stderr. With several
-    # processes only rank 0 speaks: the others would repeat each line.
-    if not distributed.is_main():
-        return
-    print(f"[ftcli] {message}", file=sys.stderr, flush=True)
 
 
 def training_arguments(recipe: Recipe, run_dir: Path):
