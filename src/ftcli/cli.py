@@ -290,7 +290,7 @@ def data_preview(
 @app.command()
 def schema():
     """Print every recipe key with its default and meaning (commented YAML)."""
-    from ftcli.schema import reference_yaml
+    from ftcli.schema_reference import reference_yaml
 
     typer.echo(reference_yaml(), nl=False)
 

@@ -42,8 +42,8 @@ from ftcli.schema import (
     TokenizerTraining,
     TrainSection,
     _nested_model,
-    reference_yaml,
 )
+from ftcli.schema_reference import reference_yaml
 
 __all__ = [
     # the schema (ftcli.schema)

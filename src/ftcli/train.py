@@ -68,22 +68,11 @@ def training_arguments(recipe: Recipe, run_dir: Path):
 
 
 def distributed_options(recipe: Recipe) -> dict:
-    """The recipe's `distributed:` section, passed through to TrainingArguments as is."""
-    d = recipe.distributed
-    if d is None:
+    """The recipe's `distributed:` section, passed to TrainingArguments as is (its keys are
+    TrainingArguments' own names); unset keys keep Trainer's defaults."""
+    if recipe.distributed is None:
         return {}
-    options: dict = {}
-    if d.fsdp:
-        options["fsdp"] = d.fsdp
-        if d.fsdp_config is not None:
-            options["fsdp_config"] = d.fsdp_config
-    if d.deepspeed:
-        options["deepspeed"] = d.deepspeed
-    if d.ddp_find_unused_parameters is not None:
-        options["ddp_find_unused_parameters"] = d.ddp_find_unused_parameters
-    if d.ddp_timeout is not None:
-        options["ddp_timeout"] = d.ddp_timeout
-    return options
+    return {key: value for key, value in recipe.distributed.model_dump().items() if value is not None}
 
 
 def data_collator(recipe: Recipe, tokenizer):
