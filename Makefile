@@ -54,6 +54,7 @@ demo: models
 	bash scripts/demo.sh
 
 test: $(STAMP)
+	$(BIN)/lint-imports  # the rooms' one direction of dependency (pyproject [tool.importlinter])
 	$(BIN)/python -m pytest -m "not slow"
 
 test-slow: models

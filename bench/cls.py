@@ -54,7 +54,7 @@ def _script(train: str, eval: str, out: str, dynamic: bool) -> dict:
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments, set_seed)
 
-    from ftcli.schema import TrainSection
+    from ftcli.recipe import TrainSection
 
     tokenizer = AutoTokenizer.from_pretrained(common.MINILM)
 
@@ -99,7 +99,7 @@ def hand(train: str, eval: str, out: str) -> dict:
 
 def ftcli_run(train: str, eval: str, out: str) -> dict:
     import ftcli
-    from ftcli.guards import FtcliTrainer
+    from ftcli.training.trainer import FtcliTrainer
     from ftcli.recipe import parse_recipe
 
     seen = common.instrument(FtcliTrainer)

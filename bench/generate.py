@@ -16,7 +16,8 @@ def prompts(n: int) -> list[str]:
 
 
 def measure(n: int, max_new_tokens: int) -> dict:
-    from ftcli.generation import load_for_generation, measure_throughput
+    from ftcli.generation.load import load_for_generation
+    from ftcli.generation.batched import measure_throughput
 
     # The base model: generation speed does not depend on what a run taught it.
     model, tokenizer, settings, chat, mode = load_for_generation(model=str(common.SMOL), max_new_tokens=max_new_tokens,

@@ -15,11 +15,11 @@ import sft
 
 
 def prepare(recipe: dict) -> dict:
-    from ftcli.modeling import load_tokenizer
-    from ftcli.prep_cache import prepare_splits
-    from ftcli.preprocess import label_mapping
+    from ftcli.modeling.load import load_tokenizer
+    from ftcli.data.prepare import prepare_splits
+    from ftcli.data.tokenize import label_mapping
     from ftcli.recipe import parse_recipe
-    from ftcli.rows_cache import load_splits_cached
+    from ftcli.data.rows_cache import load_splits_cached
 
     parsed = parse_recipe(recipe)
     tokenizer = load_tokenizer(parsed.model)

@@ -115,7 +115,7 @@ def trl_run(data: str, out: str, steps: int, max_length: int, rows_trained: int 
 def ftcli_run(data: str, out: str, steps: int, max_length: int, rows_trained: int = 0, heldout_rows: int = 0,
               overrides: dict | None = None) -> dict:
     import ftcli
-    from ftcli.guards import FtcliTrainer
+    from ftcli.training.trainer import FtcliTrainer
     from ftcli.recipe import parse_recipe
 
     seen = common.instrument(FtcliTrainer)

@@ -4,8 +4,8 @@ rows outside min_chars/max_chars, with a count for every step."""
 from __future__ import annotations
 
 from conftest import write_jsonl
-from ftcli.cleaning import normalize_text, summary
-from ftcli.data import load_splits
+from ftcli.data.cleaning import normalize_text, summary
+from ftcli.data.splits import load_splits
 from ftcli.recipe import parse_recipe
 
 

@@ -7,16 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from ftcli.data import load_splits, read_rows
+from ftcli.data.splits import load_splits
+from ftcli.data.sources import read_rows
 from ftcli.errors import DataError
-from ftcli.preprocess import (
-    IGNORE_INDEX,
-    PadCollator,
-    label_mapping,
-    tokenize_classification,
-    tokenize_sft,
-    tokenize_text,
-)
+from ftcli.data.tokenize import IGNORE_INDEX, label_mapping, tokenize_classification, tokenize_sft, tokenize_text
+from ftcli.data.collators import PadCollator
 from ftcli.recipe import parse_recipe
 
 ROWS = [{"text": "good film", "label": "pos"}, {"text": "bad film", "label": "neg"},

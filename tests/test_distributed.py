@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import repo_rows, write_jsonl
-from ftcli.checkpoints import MARKER
+from ftcli.training.checkpoints import MARKER
 from ftcli.recipe import parse_recipe
 
 STEPS = 12
@@ -220,7 +220,7 @@ def test_nproc_under_a_launcher_is_refused(tmp_path, tiny_llama, data, monkeypat
 def test_a_launcher_on_a_machine_without_gpus_trains_on_cpu_with_gloo(monkeypatch):
     import torch
 
-    from ftcli import distributed
+    from ftcli.training import distributed
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
@@ -235,7 +235,7 @@ def test_launch_reports_a_ranks_own_exit_code_over_the_launchers_sigterm(monkeyp
     import torch.distributed.run as torchrun
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
-    from ftcli.distributed import launch
+    from ftcli.training.distributed import launch
 
     def fails(exit_codes):
         def run(args):
@@ -254,7 +254,7 @@ def test_launch_reports_a_ranks_own_exit_code_over_the_launchers_sigterm(monkeyp
 
 
 def test_exit_codes_of_killed_processes_read_like_a_shell():
-    from ftcli.distributed import exit_code_of
+    from ftcli.training.distributed import exit_code_of
 
     assert exit_code_of(-signal.SIGINT) == 130
     assert exit_code_of(-signal.SIGKILL) == 137
@@ -312,7 +312,7 @@ def test_deepspeed_config_files_are_resolved_and_read_when_the_recipe_loads(tmp_
 
 
 def test_the_distributed_section_reaches_training_arguments(tmp_path):
-    from ftcli.train import distributed_options, training_arguments
+    from ftcli.training.arguments import distributed_options, training_arguments
 
     recipe = parse_recipe({**BASE, "train": {"output_dir": str(tmp_path / "r")},
                            "distributed": {"fsdp": "full_shard", "fsdp_config": {"min_num_params": 1000},
@@ -336,7 +336,7 @@ def test_shipped_deepspeed_configs_are_json_objects_for_zero_2_and_3():
 def test_fsdp_or_deepspeed_on_a_machine_without_gpus_is_refused_not_quietly_ddp(monkeypatch):
     import torch
 
-    from ftcli.distributed import check_engine
+    from ftcli.training.distributed import check_engine
     from ftcli.errors import UserError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

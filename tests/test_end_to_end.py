@@ -203,12 +203,12 @@ def test_a_tokenizer_without_pad_token_pads_with_eos_and_says_so(workdir, tiny_l
 def test_a_full_disk_is_a_user_error_naming_the_path(workdir, tiny_llama, monkeypatch):
     import errno
 
-    import ftcli.train
+    import ftcli.training.finetune
 
     def full(recipe, path):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(ftcli.train, "save_recipe", full)
+    monkeypatch.setattr(ftcli.training.finetune, "save_recipe", full)
     data = write_jsonl(workdir / "train.jsonl", repo_rows("pirate", 16))
     result = run_cli("finetune", str(write_recipe(workdir / "r.yaml", sft_recipe(tiny_llama, data, max_steps=2))))
     assert result.exit_code == 2

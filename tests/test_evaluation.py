@@ -139,8 +139,8 @@ def test_perplexity_is_exp_of_the_models_own_response_loss(workdir, tiny_llama):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ftcli.data import load_splits
-    from ftcli.preprocess import tokenize
+    from ftcli.data.splits import load_splits
+    from ftcli.data.tokenize import tokenize
     from ftcli.recipe import load_recipe
 
     data = write_jsonl(workdir / "train.jsonl", repo_rows("pirate", 20))

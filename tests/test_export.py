@@ -20,7 +20,7 @@ import ftcli
 from conftest import repo_rows, write_jsonl
 from ftcli.cli import app
 from ftcli.errors import UserError
-from ftcli.model_card import split_card
+from ftcli.exporting.model_card import split_card
 
 IDS = [[5, 17, 42, 99, 7, 3, 200, 11]]
 
@@ -62,7 +62,7 @@ def ftcli_logits(run: Path):
     """The run's tuned model as ftcli itself loads it."""
     import torch
 
-    from ftcli.modeling import load_model, local_model
+    from ftcli.modeling.load import load_model, local_model
 
     model = load_model("causal-lm", local_model(run / "model")).eval()
     with torch.no_grad():
@@ -110,7 +110,7 @@ def test_run_cards_are_written_by_finetune_and_refreshed_by_eval(lora_run, tiny_
 
 
 def test_license_comes_from_the_base_models_card(tmp_path):
-    from ftcli.model_card import infer_license
+    from ftcli.exporting.model_card import infer_license
 
     base = tmp_path / "base"
     base.mkdir()
@@ -123,8 +123,8 @@ def test_license_comes_from_the_base_models_card(tmp_path):
 
 
 def test_front_matter_for_hub_base_and_hub_data(workdir):
-    from ftcli.model_card import front_matter, hub_base_model
-    from ftcli.schema import Recipe
+    from ftcli.exporting.model_card import front_matter, hub_base_model
+    from ftcli.recipe import Recipe
 
     recipe = Recipe.model_validate({"task": "seq2seq", "model": {"name_or_path": "google-t5/t5-small"},
                                     "data": {"train": {"name": "bentrevett/multi30k"}},
@@ -274,7 +274,7 @@ def test_errors_for_runs_that_cannot_be_exported(lora_run, full_run, workdir, cl
 
 
 def test_public_api_stays_a_function():
-    import ftcli.exporting  # noqa: F401  (importing the backing module must not shadow ftcli.export)
+    import ftcli.exporting.export  # noqa: F401  (importing the backing module must not shadow ftcli.export)
 
     assert callable(ftcli.export) and "export" in ftcli.__all__
 
@@ -283,7 +283,7 @@ def test_public_api_stays_a_function():
 
 @pytest.fixture
 def fake_gguf(monkeypatch):
-    """ftcli.gguf_export replaced by a recorder that writes a stub file."""
+    """ftcli.exporting.gguf replaced by a recorder that writes a stub file."""
     calls = []
 
     def export_gguf(model_dir, out_file, dtype="f16"):
@@ -291,11 +291,13 @@ def fake_gguf(monkeypatch):
         Path(out_file).write_bytes(b"GGUF stub")
         return Path(out_file)
 
-    module = types.ModuleType("ftcli.gguf_export")
+    module = types.ModuleType("ftcli.exporting.gguf")
     module.export_gguf = export_gguf
     module.SUPPORTED_ARCHITECTURES = ("llama",)
-    monkeypatch.setitem(sys.modules, "ftcli.gguf_export", module)
-    monkeypatch.setattr(ftcli, "gguf_export", module, raising=False)
+    monkeypatch.setitem(sys.modules, "ftcli.exporting.gguf", module)
+    import ftcli.exporting
+
+    monkeypatch.setattr(ftcli.exporting, "gguf", module, raising=False)
     return calls
 
 
@@ -317,7 +319,7 @@ def test_cli_gguf_wiring(lora_run, workdir, cli, fake_gguf):
 
 def test_gguf_export_writes_a_llama_gguf_file(lora_run, tmp_path):
     pytest.importorskip("gguf")
-    pytest.importorskip("ftcli.gguf_export")
+    pytest.importorskip("ftcli.exporting.gguf")
     from gguf import GGUFReader
 
     out = tmp_path / "pirate-q8_0.gguf"

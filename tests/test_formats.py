@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import write_jsonl
-from ftcli.data import load_splits
+from ftcli.data.splits import load_splits
 from ftcli.errors import DataError
 from ftcli.recipe import parse_recipe
 

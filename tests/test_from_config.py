@@ -116,8 +116,8 @@ def test_a_pretrained_model_recipe_does_not_load_transformers():
 
 
 def trained(task="causal-lm", architecture="llama", kind="bpe", texts=None):
-    from ftcli.schema import TokenizerTraining
-    from ftcli.tokenizer_training import special_tokens_for, train_tokenizer
+    from ftcli.recipe import TokenizerTraining
+    from ftcli.modeling.tokenizer_training import special_tokens_for, train_tokenizer
 
     return train_tokenizer(texts or stories(300), TokenizerTraining(vocab_size=300, type=kind),
                            special_tokens_for(task, architecture))
@@ -167,7 +167,7 @@ def test_a_trained_tokenizer_reloads_the_same(tmp_path):
 
 
 def test_training_texts_take_every_text_field_of_the_format():
-    from ftcli.tokenizer_training import training_texts
+    from ftcli.modeling.tokenizer_training import training_texts
 
     recipe = parse_recipe(recipe_dict())
     assert training_texts([{"prompt": "p", "response": "r", "id": "x"}], recipe, "prompt_response") == ["p", "r"]
@@ -185,7 +185,7 @@ def test_the_same_seed_builds_the_same_weights():
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ftcli.architectures import new_model
+    from ftcli.modeling.from_config import new_model
 
     tok = trained()
     a, b = (new_model(AutoModelForCausalLM, TINY_LLAMA, tok, seed=7) for _ in range(2))
@@ -199,7 +199,7 @@ def test_the_same_seed_builds_the_same_weights():
 
 
 def test_a_classifier_built_from_config_gets_the_data_labels():
-    from ftcli.architectures import new_config
+    from ftcli.modeling.from_config import new_config
 
     tok = trained("sequence-classification", "bert")
     config = new_config({"architecture": "bert", "hidden_size": 32, "num_attention_heads": 2}, tok,
@@ -211,7 +211,7 @@ def test_a_classifier_built_from_config_gets_the_data_labels():
 def test_an_encoder_decoder_starts_decoding_from_pad():
     from transformers import AutoModelForSeq2SeqLM
 
-    from ftcli.architectures import new_model
+    from ftcli.modeling.from_config import new_model
 
     tok = trained("seq2seq", "t5")
     fields = {"architecture": "t5", "d_model": 32, "d_ff": 64, "d_kv": 16, "num_layers": 1, "num_heads": 2}

@@ -52,7 +52,7 @@ def run(tmp_path_factory, tiny_llama) -> Path:
 
 @pytest.fixture(scope="module")
 def loaded(run):
-    from ftcli.generation import load_for_generation
+    from ftcli.generation.load import load_for_generation
 
     return load_for_generation(run)
 
@@ -69,8 +69,8 @@ SHOTS = [{"prompt": "Hello there", "response": "Ahoy!"}, {"prompt": "Who are you
 # ------------------------------------------------------------------------------------------ formats
 
 def test_chat_prompt_has_system_prompt_and_few_shot_turns_in_order(tiny_llama):
-    from ftcli.prompting import format_generation_prompt
-    from ftcli.preprocess import format_prompt
+    from ftcli.generation.prompting import format_generation_prompt
+    from ftcli.data.templates import format_prompt
 
     tokenizer = tokenizer_of(tiny_llama)
     settings = GenerateSection(system_prompt="You are a pirate.", few_shot=SHOTS)
@@ -87,7 +87,7 @@ def test_chat_prompt_has_system_prompt_and_few_shot_turns_in_order(tiny_llama):
 
 
 def test_plain_prompts_use_the_template_and_repeat_it_for_few_shot_examples(tiny_llama_plain):
-    from ftcli.prompting import format_generation_prompt
+    from ftcli.generation.prompting import format_generation_prompt
 
     tokenizer = tokenizer_of(tiny_llama_plain)
     template = GenerateSection(template="Q: {prompt}\nA:", few_shot=SHOTS)
@@ -101,7 +101,7 @@ def test_plain_prompts_use_the_template_and_repeat_it_for_few_shot_examples(tiny
 
 
 def test_few_shot_from_a_jsonl_file_relative_to_the_cwd(workdir, tiny_llama, run):
-    from ftcli.prompting import format_generation_prompt, settings_with
+    from ftcli.generation.prompting import format_generation_prompt, settings_with
 
     write_jsonl(workdir / "shots" / "ex.jsonl", SHOTS)
     settings = settings_with(GenerateSection(), few_shot="shots/ex.jsonl")
@@ -110,7 +110,7 @@ def test_few_shot_from_a_jsonl_file_relative_to_the_cwd(workdir, tiny_llama, run
     assert from_file == from_list and "Who are you?" in from_file
 
     # Through the loader (what the CLI's --few-shot uses): read once, relative to the cwd.
-    from ftcli.generation import load_for_generation
+    from ftcli.generation.load import load_for_generation
 
     loaded = load_for_generation(run, few_shot="shots/ex.jsonl")
     assert [e.prompt for e in loaded.settings.few_shot] == ["Hello there", "Who are you?"]
@@ -133,7 +133,7 @@ def test_bad_few_shot_files_are_user_errors(workdir, run, content, message):
 # ------------------------------------------------------------------------------------------ batches
 
 def test_batched_greedy_output_equals_one_at_a_time(loaded):
-    from ftcli.generation import generate_texts, measure_throughput
+    from ftcli.generation.batched import generate_texts, measure_throughput
 
     model, tokenizer, settings, chat, mode = loaded
     assert chat and mode == "sft"
@@ -179,7 +179,7 @@ def test_several_answers_per_prompt(workdir, run):
 # ------------------------------------------------------------------------------------------ decoding
 
 def test_stop_strings_cut_the_output(loaded, run):
-    from ftcli.generation import generate_texts
+    from ftcli.generation.batched import generate_texts
 
     model, tokenizer, settings, chat, mode = loaded
     full = ok("generate", QUESTIONS[0], "--run", run, "--max-new-tokens", "20").strip()
@@ -210,10 +210,10 @@ def test_stream_prints_the_same_text(run):
 
 
 def test_interactive_loop_keeps_the_conversation_until_exit(loaded, run):
-    from ftcli.generation import generate_ids
-    from ftcli.generation_io import chat_loop
-    from ftcli.prompting import format_generation_prompt
-    from ftcli.preprocess import prompt_token_ids
+    from ftcli.generation.batched import generate_ids
+    from ftcli.generation.io import chat_loop
+    from ftcli.generation.prompting import format_generation_prompt
+    from ftcli.data.tokenize import prompt_token_ids
 
     out = io.StringIO()
     history = chat_loop(loaded, io.StringIO("Hi\n\nWhere is the treasure?\n/exit\nnever read\n"), out)
@@ -243,7 +243,7 @@ def test_base_and_model_options(workdir, run, tiny_llama, tiny_llama_plain):
     assert ftcli.generate("Hi", run) == tuned.rstrip("\n")
     assert ftcli.generate("Hi", model=str(tiny_llama), max_new_tokens=12) == direct.rstrip("\n")
 
-    from ftcli.generation import load_for_generation
+    from ftcli.generation.load import load_for_generation
 
     plain = load_for_generation(model=str(tiny_llama_plain), template="Q: {prompt}\nA:", max_new_tokens=4)
     assert not plain.chat and plain.mode == "text" and plain.settings.template == "Q: {prompt}\nA:"

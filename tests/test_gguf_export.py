@@ -1,4 +1,4 @@
-"""GGUF export (ftcli.gguf_export): round trip through transformers' own GGUF loader, which undoes
+"""GGUF export (ftcli.exporting.gguf): round trip through transformers' own GGUF loader, which undoes
 llama.cpp's conventions (tensor names, Q/K head order, tokenizer metadata): the loaded model must
 generate what the original does, and the loaded tokenizer must encode as the original does."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ftcli.errors import ModelError, UserError
-from ftcli.gguf_export import LLAMA3_SPLIT, export_gguf
+from ftcli.exporting.gguf import LLAMA3_SPLIT, export_gguf
 
 REPO = Path(__file__).resolve().parents[1]
 SMOLLM2 = REPO / "models" / "smollm2-135m-instruct"

@@ -8,7 +8,8 @@ import pytest
 import ftcli
 from conftest import repo_rows, write_jsonl
 from ftcli.errors import ModelError
-from ftcli.preprocess import IGNORE_INDEX, PadCollator
+from ftcli.data.tokenize import IGNORE_INDEX
+from ftcli.data.collators import PadCollator
 from ftcli.recipe import parse_recipe
 
 TINY_BERT = {"architecture": "bert", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -28,7 +29,7 @@ def examples(tokenizer, n=64):
 
 
 def collate(tokenizer, batch, probability=0.15, seed=0):
-    from ftcli.masking import MaskingCollator
+    from ftcli.data.collators import MaskingCollator
 
     return MaskingCollator(tokenizer, probability, seed)(batch)
 
@@ -76,7 +77,7 @@ def test_a_tokenizer_without_a_mask_token_is_refused(tiny_llama):
 
 
 def test_examples_are_the_text_between_cls_and_sep(bert_tokenizer):
-    from ftcli.preprocess import tokenize
+    from ftcli.data.tokenize import tokenize
 
     recipe = parse_recipe({"task": "masked-lm", "model": {"name_or_path": "m"},
                            "data": {"train": "d.jsonl", "max_length": 8}})

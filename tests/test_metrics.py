@@ -10,14 +10,8 @@ import sacrebleu
 from rouge_score import rouge_scorer
 from sklearn import metrics as skm
 
-import ftcli.metrics as fm
-from ftcli.metrics import (
-    METRIC_DIR,
-    available_metrics,
-    compute_classification_metrics,
-    compute_text_metrics,
-    load_metric,
-)
+import ftcli.evaluation.metrics as fm
+from ftcli.evaluation.metrics import METRIC_DIR, available_metrics, compute_classification_metrics, compute_text_metrics, load_metric
 
 CLASSIFICATION = ["accuracy", "f1", "matthews_correlation", "precision", "recall"]
 TEXT = ["bleu", "chrf", "exact_match", "rouge"]
@@ -198,10 +192,10 @@ def test_unknown_metric_without_hub_raises_value_error(no_network):
 
 def test_evaluate_picks_each_scripts_own_class():
     """evaluate.load takes the first EvaluationModule subclass in a script's namespace; the scripts import
-    mixins from ftcli.metrics._sklearn / _text by name, so those must never be EvaluationModule subclasses."""
+    mixins from ftcli.evaluation.metrics._sklearn / _text by name, so those must never be EvaluationModule subclasses."""
     import evaluate
 
-    from ftcli.metrics import _base, _sklearn, _text
+    from ftcli.evaluation.metrics import _base, _sklearn, _text
 
     for helper in (_base, _sklearn, _text):
         for obj in vars(helper).values():

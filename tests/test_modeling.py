@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ftcli.errors import ModelError
-from ftcli.modeling import check_model_source, save_atomically
+from ftcli.modeling.load import check_model_source
+from ftcli.io import write_dir
 
 
 def test_a_typo_under_an_existing_folder_is_a_missing_local_model(tmp_path, monkeypatch):
@@ -62,7 +63,7 @@ def test_save_atomically_replaces_only_on_success(tmp_path):
         path.mkdir()
         (path / "weights").write_text("v1")
 
-    save_atomically(good, final)
+    write_dir(good, final)
     assert (final / "weights").read_text() == "v1"
 
     def dies_halfway(path):
@@ -71,5 +72,5 @@ def test_save_atomically_replaces_only_on_success(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        save_atomically(dies_halfway, final)
+        write_dir(dies_halfway, final)
     assert (final / "weights").read_text() == "v1"  # the complete model survives a failed save

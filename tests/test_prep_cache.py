@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-import ftcli.data
-import ftcli.preprocess
+import ftcli.data.prepare
+import ftcli.data.splits
+import ftcli.data.tokenize
 from conftest import repo_rows, write_jsonl
-from ftcli.data import load_splits
-from ftcli.modeling import load_tokenizer
-from ftcli.prep_cache import cache_dir, prepare_splits
+from ftcli.data.splits import load_splits
+from ftcli.modeling.load import load_tokenizer
+from ftcli.data.cache_store import cache_dir
+from ftcli.data.prepare import prepare_splits
 from ftcli.recipe import parse_recipe
 
 
@@ -18,13 +20,13 @@ from ftcli.recipe import parse_recipe
 def counted(monkeypatch):
     """Counts calls of the real tokenizer function (each split of each run is one call)."""
     calls = []
-    real = ftcli.preprocess.tokenize
+    real = ftcli.data.tokenize.tokenize
 
     def counting(*args, **kwargs):
         calls.append(args[0])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ftcli.preprocess, "tokenize", counting)
+    monkeypatch.setattr(ftcli.data.prepare, "tokenize", counting)
     return calls
 
 
@@ -118,7 +120,7 @@ def test_classification_labels_survive_the_cache(workdir, tiny_bert, fresh_cache
                            "data": {"train": str(data)}})
     splits = load_splits(recipe)
     tokenizer = load_tokenizer(recipe.model)
-    label2id = ftcli.preprocess.label_mapping(splits.train, "label")
+    label2id = ftcli.data.tokenize.label_mapping(splits.train, "label")
     first, _ = prepare_splits(recipe, splits, tokenizer, label2id)
     second, _ = prepare_splits(recipe, splits, tokenizer, label2id)
     assert len(counted) == 2
@@ -151,7 +153,7 @@ def _recipe(data, **data_options):
 def test_unchanged_files_give_the_cached_rows_without_reading(workdir, fresh_cache, monkeypatch):
     from dataclasses import asdict
 
-    from ftcli.rows_cache import load_splits_cached
+    from ftcli.data.rows_cache import load_splits_cached
 
     data = _sft_data(workdir)
     first = load_splits_cached(_recipe(data, min_chars=5))
@@ -161,7 +163,7 @@ def test_unchanged_files_give_the_cached_rows_without_reading(workdir, fresh_cac
     def no_reading(*args, **kwargs):
         raise AssertionError("read the files again")
 
-    monkeypatch.setattr(ftcli.data, "read_source", no_reading)
+    monkeypatch.setattr(ftcli.data.splits, "read_source", no_reading)
     messages = []
     second = load_splits_cached(_recipe(data, min_chars=5), messages.append)
     assert asdict(second) == asdict(first) == asdict(plain) | {"fingerprint": first.fingerprint}
@@ -170,7 +172,7 @@ def test_unchanged_files_give_the_cached_rows_without_reading(workdir, fresh_cac
 
 @pytest.mark.parametrize("change", ["file bytes", "setting", "seed"])
 def test_changed_files_or_settings_read_again(workdir, fresh_cache, change):
-    from ftcli.rows_cache import rows_key
+    from ftcli.data.rows_cache import rows_key
 
     data = _sft_data(workdir)
     before = rows_key(_recipe(data))
@@ -187,7 +189,7 @@ def test_changed_files_or_settings_read_again(workdir, fresh_cache, change):
 
 
 def test_hub_streamed_or_uncached_data_is_not_keyed(workdir, fresh_cache):
-    from ftcli.rows_cache import rows_key
+    from ftcli.data.rows_cache import rows_key
 
     data = _sft_data(workdir)
     assert rows_key(_recipe("some-user/some-dataset")) is None
@@ -198,7 +200,7 @@ def test_hub_streamed_or_uncached_data_is_not_keyed(workdir, fresh_cache):
 
 
 def test_a_damaged_rows_entry_is_read_again(workdir, fresh_cache):
-    from ftcli.rows_cache import load_splits_cached
+    from ftcli.data.rows_cache import load_splits_cached
 
     data = _sft_data(workdir)
     first = load_splits_cached(_recipe(data))

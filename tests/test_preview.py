@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 
 from conftest import repo_rows, write_jsonl
 from ftcli.cli import app
-from ftcli.preview import IGNORED_CLOSE, IGNORED_OPEN, length_summary, preview_data
+from ftcli.data.preview import IGNORED_CLOSE, IGNORED_OPEN, length_summary
+from ftcli.training.preflight import preview_data
 from ftcli.recipe import parse_recipe
 
 runner = CliRunner()

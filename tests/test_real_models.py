@@ -52,7 +52,7 @@ def test_gguf_import_keeps_the_weights(tmp_path):
     """A recipe may train from the GGUF itself; `import-gguf` must give the very same model."""
     import torch
 
-    from ftcli.modeling import import_gguf, load_model
+    from ftcli.modeling.load import import_gguf, load_model
 
     gguf = need(GGUF)
     converted = import_gguf(gguf, tmp_path / "converted")

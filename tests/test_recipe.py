@@ -11,16 +11,7 @@ import pytest
 import yaml
 
 from ftcli.errors import RecipeError, UserError
-from ftcli.recipe import (
-    Recipe,
-    apply_overrides,
-    dump_recipe,
-    load_recipe,
-    parse_recipe,
-    read_yaml,
-    resolve_paths,
-    save_recipe,
-)
+from ftcli.recipe import Recipe, apply_overrides, dump_recipe, load_recipe, parse_recipe, read_yaml, resolve_paths, save_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = {"task": "causal-lm", "model": {"name_or_path": "some-model"}, "data": {"train": "train.jsonl"}}

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import repo_rows, write_jsonl
-from ftcli.checkpoints import MARKER
+from ftcli.training.checkpoints import MARKER
 
 MAX_STEPS = 160
 

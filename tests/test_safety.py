@@ -21,7 +21,7 @@ from conftest import repo_rows, write_jsonl
 from ftcli.cli import app
 from ftcli.errors import ModelError, TrainingFailed, UserError
 from ftcli.recipe import Recipe, load_recipe, parse_recipe
-from ftcli.schema import TASKS, DataSource
+from ftcli.recipe import TASKS, DataSource
 
 runner = CliRunner()
 
@@ -409,7 +409,7 @@ def test_pickle_weights_are_refused_unless_allowed(workdir, pickle_llama):
 
 
 def test_load_model_refuses_pickle_directly(pickle_llama):
-    from ftcli.modeling import load_model, local_model
+    from ftcli.modeling.load import load_model, local_model
 
     with pytest.raises(ModelError, match="pickle") as raised:
         load_model("causal-lm", local_model(pickle_llama))
@@ -417,7 +417,7 @@ def test_load_model_refuses_pickle_directly(pickle_llama):
 
 
 def test_trust_remote_code_defaults_to_false(workdir, tiny_llama, monkeypatch):
-    from ftcli.modeling import _source_kwargs
+    from ftcli.modeling.load import _source_kwargs
     from ftcli.recipe import ModelSection
 
     result = run_cli("finetune", str(tiny_recipe(workdir, tiny_llama)))
@@ -435,7 +435,7 @@ def test_trust_remote_code_defaults_to_false(workdir, tiny_llama, monkeypatch):
     # And the loaders really pass it on to from_pretrained.
     import transformers
 
-    from ftcli.modeling import load_model, load_tokenizer
+    from ftcli.modeling.load import load_model, load_tokenizer
 
     seen = []
 
@@ -481,8 +481,8 @@ def _nan_trainer(tiny_llama: Path, tmp_path: Path, policy: str):
     import torch
     from transformers import AutoModelForCausalLM, TrainingArguments
 
-    from ftcli.guards import FtcliTrainer
-    from ftcli.preprocess import PadCollator
+    from ftcli.training.trainer import FtcliTrainer
+    from ftcli.data.collators import PadCollator
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
     model.lm_head.register_forward_hook(lambda module, args, out: torch.full_like(out, float("nan")))
@@ -523,8 +523,8 @@ def test_finite_loss_is_left_alone(tiny_llama, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, TrainingArguments
 
-    from ftcli.guards import FtcliTrainer
-    from ftcli.preprocess import PadCollator
+    from ftcli.training.trainer import FtcliTrainer
+    from ftcli.data.collators import PadCollator
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
     trainer = FtcliTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to=[],

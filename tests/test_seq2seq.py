@@ -71,7 +71,7 @@ def t5_tokenizer(path):
 # ------------------------------------------------------------------------------ tokenize and pad
 
 def test_tokenize_puts_the_prefix_first_and_ends_source_and_target_with_eos(tiny_t5):
-    from ftcli.preprocess import tokenize
+    from ftcli.data.tokenize import tokenize
 
     tokenizer = t5_tokenizer(tiny_t5)
     rows = [{"prompt": "the red dog sleeps", "response": "der rot hund schläft"}]
@@ -86,7 +86,7 @@ def test_tokenize_puts_the_prefix_first_and_ends_source_and_target_with_eos(tiny
 
 
 def test_truncation_keeps_the_end_token_and_counts_examples_once(tiny_t5):
-    from ftcli.preprocess import tokenize
+    from ftcli.data.tokenize import tokenize
 
     tokenizer = t5_tokenizer(tiny_t5)
     long = " ".join(["the red dog sleeps"] * 5)
@@ -103,7 +103,8 @@ def test_truncation_keeps_the_end_token_and_counts_examples_once(tiny_t5):
 
 
 def test_collator_pads_labels_to_their_own_width():
-    from ftcli.preprocess import IGNORE_INDEX, PadCollator
+    from ftcli.data.tokenize import IGNORE_INDEX
+    from ftcli.data.collators import PadCollator
 
     batch = PadCollator(pad_token_id=0)([{"input_ids": [5, 6, 7], "labels": [8, 9, 10, 11, 1]},
                                          {"input_ids": [5, 6, 7, 12, 13, 14, 1], "labels": [8, 1]}])
@@ -113,7 +114,8 @@ def test_collator_pads_labels_to_their_own_width():
 
 
 def test_collator_keeps_causal_lm_labels_aligned_with_inputs():
-    from ftcli.preprocess import IGNORE_INDEX, PadCollator
+    from ftcli.data.tokenize import IGNORE_INDEX
+    from ftcli.data.collators import PadCollator
 
     batch = PadCollator(pad_token_id=0)([{"input_ids": [5, 6, 7, 8], "labels": [-100, -100, 7, 8]},
                                          {"input_ids": [5, 6], "labels": [-100, 6]}])
@@ -163,9 +165,10 @@ def test_eval_compares_base_and_tuned_on_loss_bleu_chrf_and_rouge(toy):
 
 def test_the_source_prefix_is_put_before_the_prompt_at_generate_and_eval_time(toy):
     """Training encoded `data.source_prefix` + source; generate and eval must give the model the same."""
-    from ftcli.evaluation import _source_and_target
-    from ftcli.generation import load_for_generation, prompt_ids
-    from ftcli.runs import load_run_recipe
+    from ftcli.evaluation.scoring import _source_and_target
+    from ftcli.generation.load import load_for_generation
+    from ftcli.generation.batched import prompt_ids
+    from ftcli.recipe import load_run_recipe
 
     row = toy["held_out"][0]
     model, tokenizer, settings, chat, mode = load_for_generation(toy["run"])
@@ -203,7 +206,7 @@ def test_generate_batches_give_the_answers_of_single_prompts(toy):
 
 def test_generate_with_a_seq2seq_model_directory(tiny_t5):
     # No run: --model recognises an encoder-decoder and encodes the prompt instead of continuing it.
-    from ftcli.generation import load_for_generation
+    from ftcli.generation.load import load_for_generation
 
     from transformers import AutoModelForSeq2SeqLM
 
@@ -266,7 +269,7 @@ def test_parallel_text_files_train_a_seq2seq_run(workdir, tiny_t5):
                         {"source": "val.en", "target": "val.de"}, workdir / "runs/parallel", max_steps=10)
     write_recipe(workdir / "parallel.yaml", recipe)
 
-    from ftcli.data import load_splits
+    from ftcli.data.splits import load_splits
     from ftcli.recipe import load_recipe
 
     splits = load_splits(load_recipe(workdir / "parallel.yaml"))

@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from conftest import shared_data, write_jsonl
-from ftcli.data import describe_source, load_splits, source_fingerprint
+from ftcli.data.sources import describe_source, source_fingerprint
+from ftcli.data.splits import load_splits
 from ftcli.errors import DataError
 from ftcli.recipe import DataSource, load_recipe, parse_recipe
-from ftcli.sources import mix, read_parallel
+from ftcli.data.sources import mix, read_parallel
 
 
 def recipe(train, task: str = "causal-lm", seed: int = 42, **data):

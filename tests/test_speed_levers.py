@@ -12,10 +12,11 @@ from typer.testing import CliRunner
 
 from conftest import repo_rows, write_jsonl
 from ftcli.cli import app
-from ftcli.lm_loss import causal_lm_loss, head_on_label_positions
-from ftcli.micro_batches import split_by_tokens
-from ftcli.packing import PackingCollator
-from ftcli.preprocess import IGNORE_INDEX, PadCollator
+from ftcli.training.lm_loss import causal_lm_loss, head_on_label_positions
+from ftcli.training.micro_batches import split_by_tokens
+from ftcli.data.collators import PackingCollator
+from ftcli.data.tokenize import IGNORE_INDEX
+from ftcli.data.collators import PadCollator
 
 PAD = 0
 
@@ -207,7 +208,7 @@ def test_length_grouping_pads_less_than_random_order(workdir, tiny_llama, monkey
 
 
 def test_length_grouped_order_depends_on_seed_and_epoch_only():
-    from ftcli.sampling import SeededLengthGroupedSampler
+    from ftcli.training.sampling import SeededLengthGroupedSampler
 
     lengths = [(i * 37) % 101 + 1 for i in range(400)]
     first = SeededLengthGroupedSampler(lengths, 8, seed=3)
@@ -234,7 +235,7 @@ def test_packing_is_refused_outside_causal_lm():
 # ------------------------------------------------------------------ LoRA dropout
 
 def test_fast_dropout_keeps_the_expected_share_scaled_and_reproducible():
-    from ftcli.fast_dropout import FastDropout
+    from ftcli.modeling.fast_dropout import FastDropout
 
     drop = FastDropout(0.1).train()
     x = torch.ones(400, 500, requires_grad=True)
@@ -254,7 +255,7 @@ def test_fast_dropout_keeps_the_expected_share_scaled_and_reproducible():
 def test_lora_dropouts_are_swapped_and_the_adapter_is_unchanged(tmp_path):
     from peft import LoraConfig, get_peft_model
 
-    from ftcli.fast_dropout import FastDropout, use_fast_lora_dropout
+    from ftcli.modeling.fast_dropout import FastDropout, use_fast_lora_dropout
 
     model = get_peft_model(tiny_llama_model(), LoraConfig(r=4, lora_dropout=0.05, target_modules="all-linear",
                                                           task_type="CAUSAL_LM"))

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import repo_rows
-from ftcli.data import load_splits, stream_rows
+from ftcli.data.splits import load_splits
+from ftcli.data.streaming import stream_rows
 from ftcli.errors import DataError
 from ftcli.recipe import parse_recipe
 
@@ -89,7 +90,7 @@ def test_streaming_refuses_hub_mixes_and_whole_file_formats(tmp_path):
 
 
 def test_streaming_training_run_stops_at_max_steps_without_reading_the_whole_file(workdir, tiny_llama):
-    from ftcli.train import finetune
+    from ftcli.training.finetune import finetune
 
     rows = repo_rows("pirate", 40) * 25  # 1000 rows; training needs 3 steps x 2
     data = poisoned(workdir / "big.jsonl", rows, bad_at=900)

@@ -9,10 +9,10 @@ import pytest
 
 from conftest import repo_rows, write_jsonl
 from ftcli.errors import DataError, ModelError, UserError
-from ftcli.preprocess import IGNORE_INDEX, prompt_token_ids, tokenize_sft
-from ftcli.prompting import format_generation_prompt
+from ftcli.data.tokenize import IGNORE_INDEX, prompt_token_ids, tokenize_sft
+from ftcli.generation.prompting import format_generation_prompt
 from ftcli.recipe import parse_recipe
-from ftcli.templates import generation_format, prompt_and_reference
+from ftcli.data.templates import generation_format, prompt_and_reference
 
 PR_ROW = {"prompt": "What is the capital of Peru?", "response": "Arr, Lima be the capital."}
 ALPACA_ROW = {"instruction": "Name a sea.", "input": "", "output": "The Caribbean, matey."}
@@ -304,7 +304,7 @@ def test_eval_prompt_is_the_training_prompt_of_the_last_reply(format, row, templ
 def test_finetune_on_chats_with_chatml_then_generate_and_eval(workdir, tiny_llama_plain):
     import ftcli
     from ftcli import runs
-    from ftcli.generation import load_for_generation
+    from ftcli.generation.load import load_for_generation
 
     pairs = repo_rows("pirate", 24)
     chats = [{"messages": [{"role": "user", "content": a["prompt"]}, {"role": "assistant", "content": a["response"]},

@@ -15,7 +15,8 @@ import yaml
 from typer.testing import CliRunner
 
 from conftest import repo_rows, write_jsonl
-from ftcli import runs, tracking
+from ftcli import runs
+from ftcli.training import tracking
 from ftcli.cli import app
 from ftcli.errors import RecipeError, TrainingFailed, UserError
 from ftcli.recipe import parse_recipe, resolve_paths

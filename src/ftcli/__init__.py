@@ -29,35 +29,35 @@ def _as_recipe(recipe: "Recipe | str | Path") -> "Recipe":
 
 def finetune(recipe: "Recipe | str | Path", overwrite: bool = False) -> Path:
     """Train as the recipe says; returns the run directory."""
-    from ftcli.train import finetune as _finetune
+    from ftcli.training.finetune import finetune as _finetune
 
     return _finetune(_as_recipe(recipe), overwrite=overwrite)
 
 
 def evaluate(target: str | Path | None = None, base: bool = True, limit: int | None = None) -> dict:
     """Metrics of a run's tuned model and its base model on the run's eval data."""
-    from ftcli.evaluation import evaluate_run
+    from ftcli.evaluation.evaluate import evaluate_run
 
     return evaluate_run(target, base=base, limit=limit)
 
 
 def generate(prompt: str, target: str | Path | None = None, **options) -> str:
     """Generated text for `prompt` from a run (default: the latest in the current directory)."""
-    from ftcli.generation import generate as _generate
+    from ftcli.generation.generate import generate as _generate
 
     return _generate(prompt, target, **options)
 
 
 def validate(recipe: "Recipe | str | Path") -> dict:
     """Check a recipe, its data and its model without training."""
-    from ftcli.checks import validate as _validate
+    from ftcli.training.preflight import validate as _validate
 
     return _validate(_as_recipe(recipe))
 
 
 def preview_data(recipe: "Recipe | str | Path", n: int = 3):
     """Formatted, tokenized examples (loss-ignored tokens marked) and the length distribution."""
-    from ftcli.preview import preview_data as _preview
+    from ftcli.training.preflight import preview_data as _preview
 
     return _preview(_as_recipe(recipe), n)
 
@@ -67,7 +67,7 @@ def export(run: str | Path, to: str | Path | None = None, kind: str = "merged", 
     "gguf" (`to` is the .gguf file), with a model card; `push_to_hub="namespace/name"` uploads it.
     Options: gguf_type, overwrite, push_to_hub, private, license, base_model, token. Returns an
     ExportResult (kind, path, files, repo_id, url)."""
-    # The module is `exporting`: a submodule named `export` would replace this function on import.
-    from ftcli.exporting import export as _export
+    # The room is `exporting`: a subpackage named `export` would replace this function on import.
+    from ftcli.exporting.export import export as _export
 
     return _export(run, to, kind, **options)

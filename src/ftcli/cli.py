@@ -104,8 +104,8 @@ def finetune(
 
     loaded = ftcli.load_recipe(recipe, set_)  # a bad recipe fails here, before any process starts
     if nproc > 1:
-        from ftcli.distributed import is_distributed, launch
         from ftcli.errors import UserError
+        from ftcli.training.distributed import is_distributed, launch
 
         if is_distributed():
             raise UserError("--nproc starts its own processes; under torchrun or accelerate launch, leave it out")
@@ -138,10 +138,10 @@ def eval_(
 ):
     """Metrics for the tuned model and its base model on the run's eval data."""
     import ftcli
-    from ftcli import reports
+    from ftcli.evaluation import reports
 
     if compare:
-        from ftcli.evaluation import compare_runs
+        from ftcli.evaluation.evaluate import compare_runs
 
         found = compare_runs(([target] if target else []) + compare)
         typer.echo(json.dumps([{k: r[k] for k in ("run", "tuned", "base") if k in r} for r in found])
@@ -210,8 +210,8 @@ def generate(
     one JSON object per prompt, in order: {"prompt": ..., "generated_text": ...} (a list with -n > 1).
     """
     from ftcli.errors import UserError
-    from ftcli.generation import load_for_generation
-    from ftcli.generation_io import chat_loop, print_answers, read_prompts, write_results
+    from ftcli.generation.io import chat_loop, print_answers, read_prompts, write_results
+    from ftcli.generation.load import load_for_generation
 
     if model and (run or recipe or base):
         raise UserError("--model generates with a model directly; it cannot be combined with "
@@ -282,7 +282,7 @@ def data_preview(
 ):
     """Show formatted, tokenized training examples (loss-ignored text marked) and their lengths."""
     import ftcli
-    from ftcli.preview import render
+    from ftcli.data.preview import render
 
     typer.echo(render(ftcli.preview_data(ftcli.load_recipe(recipe, set_), n)))
 
@@ -290,7 +290,7 @@ def data_preview(
 @app.command()
 def schema():
     """Print every recipe key with its default and meaning (commented YAML)."""
-    from ftcli.schema_reference import reference_yaml
+    from ftcli.recipe.reference import reference_yaml
 
     typer.echo(reference_yaml(), nl=False)
 
@@ -352,7 +352,7 @@ def import_gguf(
                                             show_default=False)],
 ):
     """Convert a GGUF model into a Hugging Face (safetensors) directory that loads fast."""
-    from ftcli.modeling import import_gguf as convert
+    from ftcli.modeling.load import import_gguf as convert
 
     typer.echo(f"converted: {convert(gguf_file, out_dir)}")
 

@@ -6,6 +6,16 @@ Anything that is not one of these is an internal error (exit 1) and a bug worth 
 
 from __future__ import annotations
 
+import difflib
+
+
+def suggest(word: str, choices) -> str:
+    """" — did you mean X?" for the closest of `choices` (or one `word` begins), else ""."""
+    choices = list(choices)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    close = close or [c for c in choices if len(word) >= 3 and c.startswith(word)][:1]
+    return f" — did you mean {close[0]}?" if close else ""
+
 
 class FtcliError(Exception):
     """Base class: a failure we understand and can explain in one message."""

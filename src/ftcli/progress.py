@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from ftcli import distributed
+from ftcli.ranks import is_main
 
 
 def log(message: str) -> None:
-    if distributed.is_main():
+    if is_main():
         print(f"[ftcli] {message}", file=sys.stderr, flush=True)

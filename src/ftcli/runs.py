@@ -1,4 +1,6 @@
-"""The run directory: its layout, and finding a run from what the user typed (or didn't)."""
+"""The run directory: its layout, what ftcli wrote there, and the latest finished run below a folder.
+
+Finding a run from a recipe file is `ftcli.recipe.resolve_run`: it reads the recipe."""
 
 from __future__ import annotations
 
@@ -68,35 +70,6 @@ def find_latest_run(base: Path | None = None) -> Path:
         raise UserError(f"no finished run found under {base}",
                         hint="run `ftcli finetune RECIPE` first, or name a run directory or recipe")
     return max(found, key=lambda p: (p / TRAIN_RESULTS).stat().st_mtime)
-
-
-def resolve_run(target: str | Path | None = None) -> Path:
-    """A run directory from a run dir, a recipe file (its output_dir), or nothing (the latest run)."""
-    if target is None:
-        return find_latest_run()
-    path = Path(target).expanduser()
-    if path.is_file():
-        from ftcli.recipe import load_recipe
-
-        path = Path(load_recipe(path).train.output_dir)
-    if not path.exists():
-        raise UserError(f"run not found: {target}")
-    if not is_finished(path):
-        raise UserError(f"{path} is not a finished run (no {MODEL_DIR}/ and {TRAIN_RESULTS})",
-                        hint="finish training first with `ftcli finetune RECIPE`")
-    return path.resolve()
-
-
-def load_run_recipe(run_dir: Path):
-    from ftcli.recipe import load_recipe
-
-    return load_recipe(run_dir / RECIPE_FILE)
-
-
-def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def clear_run(run_dir: Path) -> None:

@@ -1,0 +1,44 @@
+"""A run's rows as training and eval examples: tokenized through the cache, or, with data.streaming,
+a stream tokenized as training consumes it."""
+
+from __future__ import annotations
+
+from ftcli.data.sources import describe_source
+from ftcli.data.streaming import stream_rows
+from ftcli.data.token_cache import cached_tokenize
+from ftcli.data.token_stream import TokenizedStream
+from ftcli.data.tokenize import tokenize
+from ftcli.errors import DataError
+from ftcli.recipe import Recipe
+
+
+def prepare_splits(recipe: Recipe, splits, tokenizer, label2id: dict | None, log=None):
+    """Tokenized (train, eval) examples of a run, through the cache; with data.streaming the training
+    examples are a stream, read and tokenized as training consumes them. Eval rows are prepared with
+    the training rows, so a bad label or field fails now, not after hours of training."""
+    d = recipe.data
+    train_source = describe_source(d.train)
+    eval_source = describe_source(d.eval) if d.eval else "eval split"
+
+    def tokenize_rows(rows, source):
+        return tokenize(splits.mode, rows, tokenizer, recipe, label2id, source, format=splits.format)
+
+    def prepared(rows, source, split):
+        rows_id = f"{splits.fingerprint}/{split}" if getattr(splits, "fingerprint", None) else None
+        return cached_tokenize(lambda: tokenize_rows(rows, source), rows, tokenizer, recipe, log, rows_id,
+                               mode=splits.mode, format=splits.format, label2id=label2id)
+
+    if d.streaming:
+        counts = splits.cleaning.setdefault("train", {})  # filled in as the stream goes by
+        train_set = TokenizedStream(lambda: stream_rows(recipe, counts),
+                                    lambda rows: tokenize_rows(rows, train_source), train_source)
+    else:
+        train_set = prepared(splits.train, train_source, "train")
+        if not train_set.examples:
+            raise DataError(f"{train_source}: no usable training examples after tokenization "
+                            f"({train_set.dropped} responses were cut away by max_length={d.max_length})")
+    eval_set = prepared(splits.eval, eval_source, "eval")
+    if log and (train_set.truncated or train_set.dropped):
+        log(f"{train_set.truncated} examples truncated to max_length={d.max_length}"
+            + (f", {train_set.dropped} dropped (response cut away)" if train_set.dropped else ""))
+    return train_set, eval_set

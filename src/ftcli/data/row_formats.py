@@ -1,0 +1,143 @@
+"""Row formats: which fields a run reads from each row, chosen from the task and the data's columns.
+
+A format says which columns must exist, which fields must be non-empty for a row to be used, which
+hold text (normalised, measured and compared by `ftcli.cleaning`), and the run mode it implies
+(classification, sft, text or seq2seq). Rows stay raw dicts; `ftcli.preprocess` formats them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ftcli.errors import DataError
+from ftcli.recipe import Recipe
+
+ALPACA_FIELDS = ("instruction", "input", "output")  # the Stanford Alpaca names; "input" may be absent
+SFT_FORMATS = ("prompt_response", "alpaca", "messages")
+
+
+@dataclass(frozen=True)
+class RowFormat:
+    name: str  # prompt_response, alpaca, messages, text, classification or seq2seq
+    columns: tuple[str, ...]  # must exist in the data
+    required: tuple[str, ...]  # must be non-empty in a row, or the row is incomplete
+    texts: tuple[str, ...]  # string fields that hold text (messages: the turns' content instead)
+    keys: tuple[str, ...]  # the fields two rows must share to be duplicates
+    messages: str | None = None  # the chat field, in the messages format
+
+    @property
+    def mode(self) -> str:
+        return "sft" if self.name in SFT_FORMATS else self.name
+
+
+def row_format(recipe: Recipe, name: str) -> RowFormat:
+    d = recipe.data
+    if name == "classification":
+        return RowFormat(name, (d.text_field, d.label_field), (d.text_field, d.label_field), (d.text_field,),
+                         (d.text_field, d.label_field))
+    if name in ("prompt_response", "seq2seq"):
+        pair = (d.prompt_field, d.response_field)
+        return RowFormat(name, pair, pair, pair, pair)
+    if name == "alpaca":
+        needed = ("instruction", "output")
+        return RowFormat(name, needed, needed, ALPACA_FIELDS, ALPACA_FIELDS)
+    if name == "messages":
+        chat = (d.messages_field,)
+        return RowFormat(name, chat, chat, (), chat, messages=d.messages_field)
+    return RowFormat("text", (d.text_field,), (d.text_field,), (d.text_field,), (d.text_field,))
+
+
+def detect_format(recipe: Recipe, columns: list[str], source: str) -> RowFormat:
+    """The format the task and data ask for; an error listing the fields the data has otherwise."""
+    d = recipe.data
+    fixed = {"sequence-classification": "classification", "seq2seq": "seq2seq", "masked-lm": "text"}
+    if recipe.task in fixed:
+        # data.format is for causal-lm; elsewhere only the name that means the task's own fields fits.
+        fitting = {"seq2seq": "prompt_response", "masked-lm": "text"}.get(recipe.task)
+        if d.format not in ("auto", fitting):
+            raise DataError(f"data.format '{d.format}' does not apply to task {recipe.task}",
+                            hint="leave data.format at auto; the task decides which fields are read")
+        fmt = row_format(recipe, fixed[recipe.task])
+    elif d.format != "auto":
+        fmt = row_format(recipe, d.format)
+    else:
+        fmt = _detect_causal(recipe, columns, source)
+    require_columns(fmt, columns, source, recipe)
+    return fmt
+
+
+def _detect_causal(recipe: Recipe, columns: list[str], source: str) -> RowFormat:
+    d = recipe.data
+    have = set(columns)
+    if d.messages_field in have:
+        return row_format(recipe, "messages")
+    if {d.prompt_field, d.response_field} <= have:
+        return row_format(recipe, "prompt_response")
+    if {"instruction", "output"} <= have:
+        return row_format(recipe, "alpaca")
+    if d.text_field in have:
+        return row_format(recipe, "text")
+    raise DataError(f"{source}: causal-lm needs fields '{d.prompt_field}' and '{d.response_field}' (SFT), "
+                    f"'instruction' and 'output' (alpaca), '{d.messages_field}' (chat turns) or "
+                    f"'{d.text_field}' (plain text); the data has: {', '.join(columns) or '(none)'}",
+                    hint="set data.prompt_field/response_field, data.messages_field or data.text_field to the "
+                         "names your data uses")
+
+
+def require_columns(fmt: RowFormat, columns: list[str], source: str, recipe: Recipe) -> None:
+    missing = [c for c in fmt.columns if c not in columns]
+    if not missing:
+        return
+    keys = {"classification": "data.text_field / data.label_field", "text": "data.text_field",
+            "messages": "data.messages_field", "alpaca": "data.format (alpaca reads instruction/input/output)"}
+    raise DataError(f"{source}: field(s) {', '.join(missing)} not found (needed by the {fmt.name} format); "
+                    f"the data has: {', '.join(columns) or '(none)'}",
+                    hint=f"set {keys.get(fmt.name, 'data.prompt_field / data.response_field')} to the names "
+                         "your data uses")
+
+
+def columns_of(rows: list[dict]) -> list[str]:
+    """The fields of the first 1,000 rows, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for row in rows[:1000]:
+        seen.update(dict.fromkeys(row))
+    return list(seen)
+
+
+def _filled(value) -> bool:
+    return value is not None and not (isinstance(value, str) and not value.strip()) and value != []
+
+
+def is_complete(row: dict, fmt: RowFormat, source: str, number: int) -> bool:
+    """Whether every required field has a value. A chat that is there but malformed is not merely
+    incomplete: it is an error naming the row, since dropping it silently would hide a data bug."""
+    if not all(_filled(row.get(f)) for f in fmt.required):
+        return False
+    if fmt.messages:
+        problem = _chat_problem(row[fmt.messages])
+        if problem:
+            raise DataError(f"{source}: row {number}: '{fmt.messages}' {problem}",
+                            hint="each row needs a list of {\"role\": ..., \"content\": ...} turns with at least "
+                                 "one assistant turn")
+    return True
+
+
+def _chat_problem(turns) -> str | None:
+    if not isinstance(turns, list):
+        return f"is a {type(turns).__name__}, not a list of turns"
+    for i, turn in enumerate(turns, start=1):
+        if not isinstance(turn, dict):
+            return f"turn {i} is a {type(turn).__name__}, not a {{role, content}} mapping"
+        for key in ("role", "content"):
+            if not isinstance(turn.get(key), str):
+                return f"turn {i} has no string '{key}'"
+    if not any(turn["role"] == "assistant" for turn in turns):
+        return "has no assistant turn to learn from"
+    return None
+
+
+def row_texts(row: dict, fmt: RowFormat) -> list[str]:
+    """The text a row contributes (what min_chars/max_chars measure)."""
+    if fmt.messages:
+        return [turn["content"] for turn in row[fmt.messages]]
+    return [str(row[f]) for f in fmt.texts if row.get(f) is not None]

@@ -1,0 +1,238 @@
+"""SFT prompt templates (`data.template`): which one a run uses, and the text each writes for a row.
+
+A template resolves to a *kind*: "chat" (the tokenizer's chat template), "chatml" (the built-in
+ChatML template, usable with any tokenizer), "alpaca" (the Stanford Alpaca prompt), "plain" (the
+prompt and a newline), or a custom string whose {field} placeholders are filled from the row.
+
+Chat templates are passed around as one value, `chat`: False (no chat template), True (the
+tokenizer's own) or a Jinja template string (ChatML), the form `apply_chat_template` takes.
+
+Rows come in three SFT formats (`Splits.format`): prompt_response (data.prompt_field and
+data.response_field), alpaca (instruction, optional input, output) and messages (data.messages_field:
+a list of {role, content} turns). Tokenization and masking live in `ftcli.preprocess`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ftcli.errors import DataError, ModelError, UserError
+from ftcli.recipe import DataSection, GenerateSection
+
+# ChatML, as Qwen and SmolLM2 write it: <|im_start|>role\ncontent<|im_end|>\n per turn.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] "
+    "+ '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+# The Stanford Alpaca prompts (tatsu-lab/stanford_alpaca), with alpaca-lora's newline after "### Response:"
+# so the response starts on a line of its own.
+ALPACA_PROMPT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+ALPACA_PROMPT_NO_INPUT = (
+    "Below is an instruction that describes a task. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Response:\n"
+)
+# {name} with a field-like name; any other brace (e.g. JSON in the template) is literal text.
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.-]*)\}")
+
+
+# --- which template ---------------------------------------------------------------------------------
+
+def has_chat_template(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def uses_chat_template(tokenizer, template: str) -> bool:
+    """Whether prompts go through the tokenizer's own chat template: `data.template` auto (when there
+    is one) or chat (required: an error without one). See `resolve` for the other kinds."""
+    return resolve(tokenizer, template) == "chat"
+
+
+def resolve(tokenizer, template: str) -> str:
+    """The kind of `data.template`: auto becomes chat when the tokenizer has a chat template, plain
+    otherwise; a custom string is returned as it is."""
+    own = has_chat_template(tokenizer)
+    if template == "chat" and not own:
+        raise ModelError(f"data.template is 'chat' but the tokenizer of {tokenizer.name_or_path} has no chat template",
+                         hint="use a chat model, or set data.template: plain (or auto) for plain prompts, "
+                              "or chatml for the built-in ChatML chat format")
+    if template == "auto":
+        return "chat" if own else "plain"
+    return template
+
+
+def chat_setting(kind: str) -> bool | str:
+    """The `chat` value for a kind: True for the tokenizer's template, ChatML's Jinja, or False."""
+    return {"chat": True, "chatml": CHATML_TEMPLATE}.get(kind, False)
+
+
+def render_chat(tokenizer, messages: list[dict], chat: bool | str, add_generation_prompt: bool) -> str:
+    # chat_template=None makes transformers use the tokenizer's own template.
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                         chat_template=chat if isinstance(chat, str) else None)
+
+
+def placeholders(template: str) -> list[str]:
+    return list(dict.fromkeys(_PLACEHOLDER.findall(template)))
+
+
+def fill(template: str, values: dict) -> str:
+    """`template` with each {name} replaced by values[name] ("" when absent or null)."""
+    def value(match: re.Match) -> str:
+        found = values.get(match.group(1))
+        return "" if found is None else str(found)
+
+    return _PLACEHOLDER.sub(value, template)
+
+
+def check_template(kind: str, data: DataSection, format: str, fields: list[str], source: str = "data") -> None:
+    """Fail before tokenizing when the template cannot render these rows: chats without a chat
+    template, or a custom placeholder that names no field of the data (`fields`)."""
+    if format == "messages" and not chat_setting(kind):
+        raise DataError(f"{source}: messages need a chat template: set data.template to chat or chatml "
+                        f"(it is {data.template!r})")
+    if kind in ("chat", "chatml", "alpaca", "plain"):
+        return
+    names = placeholders(kind)
+    if not names:
+        raise DataError(f"data.template {kind!r} has no {{field}} placeholder, so no row text would reach the "
+                        "prompt", hint="name a field of the data in braces, e.g. '### Q: {prompt}\\n### A: '")
+    missing = [n for n in names if n not in fields]
+    if missing:
+        raise DataError(f"{source}: data.template names field(s) {', '.join(missing)} that the data lacks; "
+                        f"the data has: {', '.join(fields) or '(none)'}",
+                        hint="placeholders are the data's own field names, in braces")
+    answer = _response_field(data, format)
+    if answer in names:
+        raise DataError(f"data.template puts {{{answer}}}, the response, in the prompt",
+                        hint="leave it out: the response follows the rendered template by itself")
+
+
+# --- the parts of a row -----------------------------------------------------------------------------
+
+def _response_field(data: DataSection, format: str) -> str:
+    return "output" if format == "alpaca" else data.response_field
+
+
+def user_text(row: dict, data: DataSection, format: str) -> str:
+    """What the user says in a single-turn row (alpaca: the instruction, then its input if any)."""
+    if format == "alpaca":
+        extra = str(row.get("input") or "")
+        return str(row["instruction"]) + (f"\n\n{extra}" if extra else "")
+    return str(row[data.prompt_field])
+
+
+def conversation(row: dict, data: DataSection, format: str, system_prompt: str | None) -> list[dict]:
+    """The row as chat messages, answer included; `system_prompt` (generate.system_prompt) opens
+    it unless the row has its own system message, as generation will ask."""
+    if format == "messages":
+        messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in row[data.messages_field]]
+    else:
+        messages = [{"role": "user", "content": user_text(row, data, format)},
+                    {"role": "assistant", "content": str(row[_response_field(data, format)])}]
+    if system_prompt and messages[0]["role"] != "system":
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return messages
+
+
+def text_prompt(kind: str, row: dict, data: DataSection, format: str, system_prompt: str | None) -> str:
+    """The prompt of a non-chat template for a single-turn row (the response follows it)."""
+    prefix = f"{system_prompt}\n\n" if system_prompt else ""  # as prompting writes it for generation
+    if kind == "plain":
+        return prefix + user_text(row, data, format) + "\n"
+    if kind == "alpaca":
+        if format == "alpaca":
+            instruction, extra = str(row["instruction"]), str(row.get("input") or "")
+        else:
+            instruction, extra = str(row[data.prompt_field]), ""
+        if extra:
+            return prefix + fill(ALPACA_PROMPT, {"instruction": instruction, "input": extra})
+        return prefix + fill(ALPACA_PROMPT_NO_INPUT, {"instruction": instruction})
+    return prefix + fill(kind, row)
+
+
+def chat_segments(tokenizer, messages: list[dict], chat: bool | str, last_only: bool) -> list[tuple[str, bool]]:
+    """The rendered chat cut into (text, learn) pieces: each learned assistant reply with its
+    end-of-turn markup is learn=True, everything before it (other turns, the markup that opens the
+    reply) learn=False. Turns after the last learned reply teach nothing and are left out.
+
+    Each prefix is rendered on its own (messages[:k] with the generation prompt, then messages[:k+1]),
+    which works for any template as long as a longer chat's text starts with a shorter one's."""
+    targets = [k for k, m in enumerate(messages) if m["role"] == "assistant"]
+    if not targets:
+        raise DataError("a chat has no assistant turn to learn from")
+    if last_only:
+        targets = targets[-1:]
+    pieces, done = [], ""
+    for k in targets:
+        head = render_chat(tokenizer, messages[:k], chat, add_generation_prompt=True)
+        full = render_chat(tokenizer, messages[:k + 1], chat, add_generation_prompt=False)
+        last = k == targets[-1]
+        if not head.startswith(done) or not (full.startswith(head) or last):
+            raise DataError("the chat template renders earlier turns differently once later turns follow, "
+                            "so the turns cannot be masked one by one",
+                            hint="set data.assistant_turns: last (learn only the final reply)")
+        if full.startswith(head):
+            reply = full[len(head):]
+        else:
+            # The template writes a finished reply differently from what follows its generation
+            # prompt (e.g. a reasoning tag): learn the reply and EOS after the prompt generation sends.
+            reply = messages[k]["content"] + (tokenizer.eos_token or "")
+        pieces += [(head[len(done):], False), (reply, True)]
+        done = full
+    return pieces
+
+
+# --- generation and evaluation ------------------------------------------------------------------------
+
+def format_prompt(tokenizer, prompt: str, system_prompt: str | None = None, chat: bool | str = True) -> str:
+    """The text a model sees before its answer to a single-turn prompt: a chat template (True: the
+    tokenizer's; a string: that Jinja template), or the prompt and a newline, as training wrote it."""
+    if chat:
+        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        messages.append({"role": "user", "content": prompt})
+        return render_chat(tokenizer, messages, chat, add_generation_prompt=True)
+    prefix = f"{system_prompt}\n\n" if system_prompt else ""
+    return f"{prefix}{prompt}\n"
+
+
+def generation_template(kind: str, data: DataSection) -> str | None:
+    """A non-chat kind as a generate.template ({prompt} placeholder): the training prompt with the
+    user's prompt as its prompt or instruction; other fields are empty. None: plain's default."""
+    if kind in ("chat", "chatml", "plain"):
+        return None
+    if kind == "alpaca":
+        return ALPACA_PROMPT_NO_INPUT.replace("{instruction}", "{prompt}")
+    slots = dict.fromkeys(("prompt", "instruction", data.prompt_field))
+    if not set(slots) & set(placeholders(kind)):
+        raise UserError(f"data.template {kind!r} has no placeholder for the prompt to generate from "
+                        f"({' or '.join('{' + s + '}' for s in slots)})",
+                        hint="set generate.template to the prompt format, with a {prompt} placeholder")
+    return _PLACEHOLDER.sub(lambda m: "{prompt}" if m.group(1) in slots else "", kind)
+
+
+def generation_format(tokenizer, data: DataSection, settings: GenerateSection) -> tuple[GenerateSection, bool | str]:
+    """Settings and `chat` value that make generation ask an SFT run's model in exactly its training
+    format. A generate.template the recipe sets itself is kept: the user asked for that format."""
+    kind = resolve(tokenizer, data.template)
+    chat = chat_setting(kind)
+    if not chat and settings.template is None and kind != "plain":
+        settings = settings.model_copy(update={"template": generation_template(kind, data)})
+    return settings, chat
+
+
+def prompt_and_reference(row: dict, recipe, format: str, tokenizer) -> tuple[str, str]:
+    """The exact prompt text training put before the reply this row teaches (the last assistant
+    turn of a chat), and that reply: what eval generation asks, and the answer it is scored against."""
+    d, system = recipe.data, recipe.generate.system_prompt
+    kind = resolve(tokenizer, d.template)
+    chat = chat_setting(kind)
+    if not chat:
+        return text_prompt(kind, row, d, format, system), str(row[_response_field(d, format)])
+    messages = conversation(row, d, format, system)
+    last = max(k for k, m in enumerate(messages) if m["role"] == "assistant")
+    return render_chat(tokenizer, messages[:last], chat, add_generation_prompt=True), messages[last]["content"]

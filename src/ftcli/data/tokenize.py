@@ -1,0 +1,182 @@
+"""Rows into token ids, for each task: SFT (prompt masked, reply learned), plain text, seq2seq,
+classification and masked-lm.
+
+SFT prompts are rendered by `templates` (data.template), for training here and for generation, so a
+tuned model is always asked in exactly the shape it was trained on (tests/test_templates.py checks the
+two agree token for token). Batching is `collators`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ftcli.data import templates
+from ftcli.data.row_formats import columns_of
+from ftcli.errors import DataError
+from ftcli.recipe import Recipe
+
+IGNORE_INDEX = -100  # label value the loss skips (prompt tokens, padding)
+
+
+def prompt_token_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of a formatted prompt. Chat templates write their own special tokens; plain prompts
+    get the tokenizer's BOS, as a causal LM saw in pre-training."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    if not templates.has_chat_template(tokenizer) and bos is not None and (not ids or ids[0] != bos):
+        ids = [bos] + ids
+    return ids
+
+
+def _answer_ids(tokenizer, response: str) -> list[int]:
+    """The response followed by EOS, so the model learns to stop (non-chat templates; a chat
+    template writes its own end-of-turn markup, see `templates.chat_segments`)."""
+    ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    return ids + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+
+
+@dataclass
+class Tokenized:
+    examples: list[dict]
+    truncated: int = 0  # examples cut at max_length
+    dropped: int = 0  # SFT examples whose whole response was cut away
+
+
+def _sft_pieces(tokenizer, row: dict, recipe: Recipe, kind: str, format: str) -> list[tuple[list[int], bool]]:
+    """A row as (token ids, learn) pieces: prompts and other turns learn=False, replies learn=True."""
+    d, system = recipe.data, recipe.generate.system_prompt
+    chat = templates.chat_setting(kind)
+    if not chat:
+        prompt, response = templates.prompt_and_reference(row, recipe, format, tokenizer)
+        return [(prompt_token_ids(tokenizer, prompt), False), (_answer_ids(tokenizer, response), True)]
+    messages = templates.conversation(row, d, format, system)
+    texts = templates.chat_segments(tokenizer, messages, chat, last_only=d.assistant_turns == "last")
+    # The first piece opens the example and gets BOS as a generation prompt does; the rest continue it.
+    return [(prompt_token_ids(tokenizer, text) if i == 0 else tokenizer(text, add_special_tokens=False)["input_ids"],
+             learn) for i, (text, learn) in enumerate(texts)]
+
+
+def tokenize_sft(rows: list[dict], tokenizer, recipe: Recipe, format: str = "prompt_response",
+                 source: str = "data") -> Tokenized:
+    """SFT examples of `format` rows in data.template's format; labels are -100 except on the
+    replies learned (everywhere with data.train_on_prompt)."""
+    d = recipe.data
+    kind = templates.resolve(tokenizer, d.template)
+    if rows:  # checked once for all rows, so a bad template fails with one message
+        templates.check_template(kind, d, format, columns_of(rows), source)
+    out, truncated, dropped = [], 0, 0
+    for row in rows:
+        ids, labels, replies = [], [], []
+        for piece, learn in _sft_pieces(tokenizer, row, recipe, kind, format):
+            ids += piece
+            labels += piece if learn or d.train_on_prompt else [IGNORE_INDEX] * len(piece)
+            replies += [learn] * len(piece)
+        truncated += len(ids) > d.max_length
+        # Dropped when no reply token survives the cut, with train_on_prompt too: a prompt without
+        # its answer teaches nothing SFT is for, and both settings then train on the same examples.
+        if not any(replies[: d.max_length]):
+            dropped += 1
+            continue
+        out.append({"input_ids": ids[: d.max_length], "labels": labels[: d.max_length]})
+    return Tokenized(out, truncated, dropped)
+
+
+def tokenize_text(rows: list[dict], tokenizer, recipe: Recipe) -> Tokenized:
+    d = recipe.data
+    out, truncated = [], 0
+    for row in rows:
+        ids = prompt_token_ids(tokenizer, str(row[d.text_field]))
+        if tokenizer.eos_token_id is not None:
+            ids.append(tokenizer.eos_token_id)
+        truncated += len(ids) > d.max_length
+        ids = ids[: d.max_length]
+        out.append({"input_ids": ids, "labels": list(ids)})
+    return Tokenized(out, truncated)
+
+
+def encode_with_specials(tokenizer, max_length: int, **texts) -> tuple[list[list[int]], set[int]]:
+    """Token ids of a batch (`text=[...]` or `text_target=[...]`) with the tokenizer's own special
+    tokens, and the positions of those longer than max_length. Those are cut by the tokenizer
+    itself, so an end token such as T5's </s> survives the cut."""
+    ids = tokenizer(**texts)["input_ids"]
+    long = [i for i, one in enumerate(ids) if len(one) > max_length]
+    if long:
+        subset = {key: [values[i] for i in long] for key, values in texts.items()}
+        for i, cut in zip(long, tokenizer(**subset, truncation=True, max_length=max_length)["input_ids"]):
+            ids[i] = cut
+    return ids, set(long)
+
+
+def tokenize_seq2seq(rows: list[dict], tokenizer, recipe: Recipe) -> Tokenized:
+    """Encoder input: source_prefix + source; labels: the target, both as the tokenizer writes them
+    (T5 ends each with </s>). The model builds its decoder input by shifting the labels right."""
+    d = recipe.data
+    if not rows:
+        return Tokenized([])
+    sources, cut_sources = encode_with_specials(
+        tokenizer, d.max_length, text=[d.source_prefix + str(r[d.prompt_field]) for r in rows])
+    targets, cut_targets = encode_with_specials(
+        tokenizer, d.max_length, text_target=[str(r[d.response_field]) for r in rows])
+    examples = [{"input_ids": s, "labels": t} for s, t in zip(sources, targets)]
+    return Tokenized(examples, truncated=len(cut_sources | cut_targets))
+
+
+def _as_number(label: str) -> float | None:
+    try:
+        return float(label)
+    except ValueError:
+        return None
+
+
+def label_mapping(train_rows: list[dict], field: str) -> dict[str, int]:
+    """label2id over the data's own label values (as strings), in a stable order: numeric labels
+    numerically (so 0/1 stay 0/1 and 10 comes after 2), others alphabetically."""
+    values = {str(r[field]) for r in train_rows}
+    numbers = {v: _as_number(v) for v in values}
+    if all(n is not None for n in numbers.values()):
+        ordered = sorted(values, key=lambda v: (numbers[v], v))
+    else:
+        ordered = sorted(values)
+    return {label: i for i, label in enumerate(ordered)}
+
+
+def tokenize_classification(rows: list[dict], tokenizer, recipe: Recipe, label2id: dict[str, int],
+                            source: str = "eval data") -> Tokenized:
+    d = recipe.data
+    unseen = sorted({str(r[d.label_field]) for r in rows} - set(label2id))
+    if unseen:
+        raise DataError(f"{source}: label(s) {', '.join(unseen)} do not occur in the training data "
+                        f"(training labels: {', '.join(label2id)})")
+    if not rows:  # fast tokenizers fail on an empty batch (no eval split)
+        return Tokenized([])
+    enc = tokenizer([str(r[d.text_field]) for r in rows], truncation=True, max_length=d.max_length)
+    out = [{"input_ids": ids, "labels": label2id[str(r[d.label_field])]}
+           for ids, r in zip(enc["input_ids"], rows)]
+    truncated = sum(len(ids) >= d.max_length for ids in enc["input_ids"])
+    return Tokenized(out, truncated)
+
+
+def tokenize_masked(rows: list[dict], tokenizer, recipe, source: str = "data") -> Tokenized:
+    """Each row's text with the tokenizer's own special tokens; the collator picks what to mask."""
+    field = recipe.data.text_field
+    if rows and field not in rows[0]:
+        raise DataError(f"{source}: masked-lm learns from plain text, but the rows have no '{field}' field "
+                        f"(they have: {', '.join(rows[0])})", hint="set data.text_field to your text field")
+    max_length = recipe.data.max_length
+    encoded = tokenizer([str(r[field]) for r in rows], truncation=True, max_length=max_length)["input_ids"]
+    truncated = sum(len(ids) >= max_length for ids in encoded)  # (or exactly max_length long)
+    return Tokenized([{"input_ids": ids, "labels": list(ids)} for ids in encoded], truncated)
+
+
+def tokenize(mode: str, rows: list[dict], tokenizer, recipe: Recipe, label2id=None, source="data",
+             format: str | None = None) -> Tokenized:
+    """`format`: the SFT row format (`Splits.format`); None means prompt_response."""
+    if recipe.task == "masked-lm":
+        return tokenize_masked(rows, tokenizer, recipe, source)
+    if mode == "sft":
+        return tokenize_sft(rows, tokenizer, recipe, format or "prompt_response", source)
+    if mode == "classification":
+        return tokenize_classification(rows, tokenizer, recipe, label2id, source)
+    if mode == "seq2seq":
+        return tokenize_seq2seq(rows, tokenizer, recipe)
+    return tokenize_text(rows, tokenizer, recipe)

@@ -1,0 +1,76 @@
+"""`ftcli eval`: the same eval data through the base and the tuned model, metrics side by side,
+saved with the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftcli import runs
+from ftcli.data.sources import describe_source, source_fingerprint
+from ftcli.data.splits import load_splits
+from ftcli.errors import UserError
+from ftcli.evaluation.reports import confusion_png
+from ftcli.evaluation.scoring import score_model
+from ftcli.exporting.model_card import refresh_run_cards
+from ftcli.io import write_json
+from ftcli.modeling.load import load_tokenizer, local_model
+from ftcli.progress import log
+from ftcli.recipe import Recipe, load_run_recipe, resolve_run
+from ftcli.versions import package_versions
+
+
+def _untrained(recipe: Recipe) -> str:
+    return f"untrained {recipe.model.from_config['architecture']} from model.from_config (seed {recipe.train.seed})"
+
+
+def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int | None = None) -> dict:
+    """Evaluate a run's tuned model (and its base model) on the run's eval data; save and return
+    `{"run", "tuned", "base", ...}` (with per-class details and a confusion matrix for classifiers)."""
+    run_dir = resolve_run(target)
+    recipe = load_run_recipe(run_dir)
+    splits = load_splits(recipe)
+    rows = splits.eval[:limit] if limit else splits.eval
+    if not rows:
+        raise UserError(f"{run_dir}: the recipe has no eval data",
+                        hint="set data.eval, or data.eval_fraction above 0, and train again")
+    tuned = local_model(run_dir / runs.MODEL_DIR)
+    tokenizer = load_tokenizer(tuned)
+    label2id = None
+    if splits.mode == "classification":
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(tuned.name_or_path)
+        label2id = {str(label): int(i) for label, i in sorted(config.label2id.items(), key=lambda kv: kv[1])}
+
+    log(f"evaluating {run_dir.name} on {len(rows)} eval examples")
+    results: dict = {"run": str(run_dir)}
+    results["tuned"], tuned_details = score_model(recipe, splits.mode, tuned, tokenizer, rows, label2id, "tuned",
+                                                  format=splits.format)
+    if base:
+        results["base"], base_details = score_model(recipe, splits.mode, recipe.model, tokenizer, rows, label2id,
+                                                    "base", format=splits.format)
+    results.update(task=recipe.task, mode=splits.mode, examples=len(rows),
+                   eval_data=describe_source(recipe.data.eval) if recipe.data.eval
+                   else f"{describe_source(recipe.data.train)} (held-out {recipe.data.eval_fraction:g})",
+                   eval_data_sha256=source_fingerprint(recipe.data.eval or recipe.data.train),
+                   base_model=recipe.model.name_or_path or _untrained(recipe), versions=package_versions(("ftcli", "transformers", "evaluate", "scikit-learn", "sacrebleu", "rouge-score")), tuned_details=tuned_details)
+    if base:
+        results["base_details"] = base_details
+    if "confusion_matrix" in tuned_details:
+        png = confusion_png(tuned_details["confusion_matrix"], tuned_details["labels"],
+                            run_dir / "confusion_matrix.png", f"{run_dir.name} (tuned)")
+        results["confusion_matrix_png"] = str(png)
+    write_json(run_dir / runs.EVAL_RESULTS, results)
+
+    refresh_run_cards(run_dir, log)  # the model card's metrics now include these results
+    return results
+
+
+def compare_runs(targets: list[str]) -> list[dict]:
+    """Each run's saved eval results (evaluating, without the base model, runs that have none)."""
+    found = []
+    for target in targets:
+        run_dir = resolve_run(target)
+        saved = run_dir / runs.EVAL_RESULTS
+        found.append(runs.read_json(saved) if saved.is_file() else evaluate_run(run_dir, base=False))
+    return found

@@ -1,0 +1,193 @@
+"""The recipe schema: one strict pydantic model of everything a run needs, with its defaults.
+
+Strictness is the point: every section forbids unknown keys (a misspelled key is an error that
+suggests the closest valid key, never a silent fall-back to a default), numbers must be finite,
+and booleans are never read as numbers. `ftcli.recipe.reference` renders it as commented YAML;
+`ftcli.recipe.loading` reads, validates and reports recipes. The `data:` and `train:` sections live
+in modules of their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from ftcli.recipe.data_section import TEMPLATE_NAMES, DataInput, DataSection, DataSource
+from ftcli.recipe.section import Section, _nested_model
+from ftcli.recipe.train_section import DistributedSection, TrainSection
+
+__all__ = ["TASKS", "Task", "GENERATION_METRICS", "TASK_METRICS", "BEST_MODEL_METRICS", "DEFAULT_METRICS",
+           "TEMPLATE_NAMES", "Section", "ModelSection", "TokenizerSection", "TokenizerTraining", "DataInput",
+           "DataSource", "DataSection", "LoraSection", "TrainSection", "DistributedSection", "EvalSection",
+           "FewShotExample", "GenerateSection", "Recipe", "_nested_model"]
+
+
+TASKS = ("causal-lm", "sequence-classification", "seq2seq", "masked-lm")
+
+
+Task = Literal["causal-lm", "sequence-classification", "seq2seq", "masked-lm"]
+
+
+# Metrics each task can report, and the ones it reports when the recipe names none.
+# Scored on generated responses (causal-lm SFT), so `ftcli eval` generates when one is asked for.
+GENERATION_METRICS = ("exact_match", "rouge", "bleu", "chrf")
+
+
+TASK_METRICS = {
+    "sequence-classification": ("accuracy", "f1", "precision", "recall", "matthews_correlation"),
+    "causal-lm": ("perplexity", "loss") + GENERATION_METRICS,
+    "seq2seq": ("loss", "perplexity") + GENERATION_METRICS,
+    "masked-lm": ("perplexity", "loss"),
+}
+
+
+# What training can select the best checkpoint by (generation is too slow to run at every eval).
+BEST_MODEL_METRICS = {
+    "sequence-classification": ("loss",) + TASK_METRICS["sequence-classification"],
+    "causal-lm": ("loss", "perplexity"),
+    "seq2seq": ("loss", "perplexity"),
+    "masked-lm": ("loss", "perplexity"),
+}
+
+
+DEFAULT_METRICS = {
+    "sequence-classification": ["accuracy", "f1"],
+    "causal-lm": ["perplexity", "loss"],
+    "seq2seq": ["loss", "bleu", "chrf"],
+    "masked-lm": ["perplexity", "loss"],
+}
+
+
+class ModelSection(Section):
+    name_or_path: str | None = Field(None, description="Local model directory, a finished ftcli run (its model/) or hub id.",
+                                     json_schema_extra={"example": "models/smollm2-135m-instruct"})
+    from_config: dict[str, Any] | None = Field(
+        None, description="Instead of name_or_path: a new, randomly initialised model (seeded). "
+                          "`architecture` is a transformers model type (llama, gpt2, bert, t5, ...); the "
+                          "other keys are that config class's own fields (hidden_size, num_hidden_layers, ...).")
+    gguf_file: str | None = Field(None, description="A .gguf file inside name_or_path to load from.")
+    trust_remote_code: bool = Field(False, description="Run model code shipped with a hub model. Off: a "
+                                                       "recipe never executes downloaded code unless asked.")
+    allow_pickle_weights: bool = Field(False, description="Allow pickle (.bin) weights, which can run code "
+                                                          "when loaded; safetensors only otherwise.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelSection":
+        if (self.name_or_path is None) == (self.from_config is None):
+            raise ValueError("set one of name_or_path (a model to fine-tune) or from_config (a new model "
+                             "to train from scratch)")
+        if self.from_config is not None and self.gguf_file:
+            raise ValueError("gguf_file loads pretrained weights; it cannot be combined with from_config")
+        return self
+
+
+class TokenizerTraining(Section):
+    vocab_size: int = Field(2000, ge=64, description="Vocabulary size, special tokens included.")
+    type: Literal["bpe", "unigram"] = Field("bpe", description="Byte-level BPE, or Unigram (SentencePiece-style).")
+    min_frequency: int = Field(2, gt=0, description="BPE: a pair must occur this often to be merged.")
+
+
+class TokenizerSection(Section):
+    """Which tokenizer a run uses; absent → the model's own (model.name_or_path)."""
+
+    name_or_path: str | None = Field(None, description="An existing tokenizer (model directory, finished ftcli run or hub id).")
+    train: TokenizerTraining | None = Field(None, description="Train a new tokenizer on the training text "
+                                                              "(for model.from_config); saved with the run.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "TokenizerSection":
+        if (self.name_or_path is None) == (self.train is None):
+            raise ValueError("set one of name_or_path (an existing tokenizer) or train (a new one)")
+        return self
+
+
+class LoraSection(Section):
+    r: int = Field(8, gt=0, description="LoRA rank.")
+    alpha: float = Field(16, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | list[str] = Field("all-linear", description="'all-linear' or module names.")
+
+
+class EvalSection(Section):
+    metrics: list[str] | None = Field(None, min_length=1, description="Defaults per task: classification accuracy+f1, "
+                                                         "causal-lm perplexity+loss.")
+    batch_size: int = Field(16, gt=0)
+    generate: bool = Field(False, description="causal-lm SFT: also generate responses for the eval rows "
+                                              "and score them (exact_match and rouge unless metrics name "
+                                              "others); naming a generation metric implies it.")
+
+
+class FewShotExample(Section):
+    prompt: str
+    response: str
+
+
+class GenerateSection(Section):
+    max_new_tokens: int = Field(64, gt=0)
+    temperature: float = Field(0.0, ge=0, description="0 → greedy.")
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int | None = Field(None, gt=0, description="Sample only among the k most likely tokens.")
+    repetition_penalty: float = Field(1.0, gt=0, description="> 1 discourages repeating tokens.")
+    num_return_sequences: int = Field(1, gt=0, description="Answers per prompt (sampling only).")
+    stop: list[str] = Field(default_factory=list, description="Stop strings: generation ends at the first.")
+    seed: int | None = Field(None, description="Sampling seed; defaults to train.seed.")
+    batch_size: int = Field(8, gt=0, description="Prompts per batch for --file and eval.generate.")
+    system_prompt: str | None = Field(None, description="Chat models: a system message before the prompt.")
+    template: str | None = Field(None, description="Base models: a prompt template with a {prompt} "
+                                                   "placeholder, e.g. 'Q: {prompt}\\nA:'.")
+    few_shot: list[FewShotExample] | str | None = Field(
+        None, description="Example prompt/response pairs (or a .jsonl file of them) placed before the "
+                          "prompt in the model's format.")
+
+
+class Recipe(Section):
+    task: Task
+    model: ModelSection
+    tokenizer: TokenizerSection | None = Field(None, description="Absent → the model's own tokenizer.")
+    data: DataSection
+    lora: LoraSection | None = Field(None, description="Present → LoRA (peft); absent → full fine-tune.")
+    train: TrainSection = Field(default_factory=TrainSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+    generate: GenerateSection = Field(default_factory=GenerateSection)
+    distributed: DistributedSection | None = Field(None, description="FSDP / DeepSpeed / DDP options for "
+                                                                     "multi-process runs.")
+
+    @model_validator(mode="after")
+    def _best_model_needs_evaluation(self) -> "Recipe":
+        t = self.train
+        if (t.load_best_model_at_end or t.early_stopping_patience) and t.eval_strategy == "no":
+            key = "load_best_model_at_end" if t.load_best_model_at_end else "early_stopping_patience"
+            raise ValueError(f"train.{key} needs evaluation during training: set train.eval_strategy "
+                             "to steps or epoch")
+        return self
+
+    @model_validator(mode="after")
+    def _tokenizer_fits_model(self) -> "Recipe":
+        from_config = self.model.from_config is not None
+        if from_config and self.tokenizer is None:
+            raise ValueError("model.from_config builds a new model with no tokenizer: set tokenizer.train "
+                             "(a new vocabulary) or tokenizer.name_or_path (an existing one)")
+        if self.tokenizer and self.tokenizer.train and not from_config:
+            raise ValueError("tokenizer.train builds a new vocabulary, which a pretrained model cannot use: "
+                             "it needs model.from_config")
+        return self
+
+    @model_validator(mode="after")
+    def _streaming_needs_max_steps(self) -> "Recipe":
+        if self.data.streaming and self.train.max_steps is None:
+            raise ValueError("data.streaming reads the data lazily, so its length is unknown: set "
+                             "train.max_steps")
+        return self
+
+    @model_validator(mode="after")
+    def _packing_is_for_causal_lm(self) -> "Recipe":
+        if self.data.packing and self.task != "causal-lm":
+            raise ValueError(f"data.packing is for causal-lm; task {self.task} pads its batches")
+        return self
+
+    @model_validator(mode="after")
+    def _default_metrics(self) -> "Recipe":
+        if self.eval.metrics is None:
+            self.eval.metrics = list(DEFAULT_METRICS[self.task])
+        return self

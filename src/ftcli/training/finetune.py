@@ -1,0 +1,139 @@
+"""The one training path: recipe -> data -> model -> TrainingArguments -> Trainer -> saved run.
+
+Tasks differ only in how rows become examples (`ftcli.data`), which model class loads
+(`ftcli.modeling`) and which metrics `ftcli eval` reports; everything here is shared.
+"""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+from ftcli import runs
+from ftcli.data.collators import data_collator
+from ftcli.data.prepare import prepare_splits
+from ftcli.data.rows_cache import load_splits_cached
+from ftcli.data.tokenize import label_mapping
+from ftcli.errors import Interrupted, UserError
+from ftcli.exporting.model_card import refresh_run_cards
+from ftcli.io import write_json
+from ftcli.modeling.load import load_model
+from ftcli.modeling.lora import attach_lora
+from ftcli.modeling.save import save_final_model
+from ftcli.modeling.tokenizer_training import run_tokenizer
+from ftcli.progress import log
+from ftcli.recipe import Recipe, save_recipe
+from ftcli.training import distributed, tracking
+from ftcli.training.arguments import picks_best_model, training_arguments, training_eval
+from ftcli.training.callbacks import GuardCallback, StopSignals
+from ftcli.training.final_model import save_sharded_final_model
+from ftcli.training.resume import resume_point
+from ftcli.training.trainer import FtcliTrainer
+
+
+def _best_model_record(trainer, recipe: Recipe) -> dict:
+    """Which checkpoint model/ came from, when training selected the best one."""
+    state = trainer.state
+    if not picks_best_model(recipe) or not state.best_model_checkpoint:
+        return {}
+    return {"best_checkpoint": Path(state.best_model_checkpoint).name, "best_step": state.best_global_step,
+            f"best_eval_{recipe.train.metric_for_best_model}": state.best_metric}
+
+
+def _disk_error(exc: OSError) -> UserError | None:
+    """Disk full, permissions, read-only: the user's to fix, reported with the path."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
+        return UserError(f"cannot write {exc.filename or 'the run directory'}: {exc.strerror}")
+    return None
+
+
+def finetune(recipe: Recipe, overwrite: bool = False) -> Path:
+    """Train as the recipe says and write the run directory. Returns its path."""
+    try:
+        return _finetune(recipe, overwrite)
+    except OSError as exc:
+        raise (_disk_error(exc) or exc) from None
+
+
+def _finetune(recipe: Recipe, overwrite: bool) -> Path:
+    from transformers import set_seed
+
+    run_dir = Path(recipe.train.output_dir)
+    tracking.check_installed(recipe.train.report_to)
+    distributed.check_engine(recipe.distributed)
+    distributed.start()
+    # Rank 0 alone decides (and tidies) what to resume from; every rank then resumes from it.
+    resume = distributed.share_from_main(lambda: resume_point(recipe, run_dir, overwrite))
+    # Rank 0 fills the data caches and trains any tokenizer first; the others then find them ready.
+    with distributed.main_process_first():
+        splits = load_splits_cached(recipe, log)
+        rows = "streamed" if recipe.data.streaming else len(splits.train)
+        log(f"task {recipe.task} ({splits.format}): {rows} training rows, {len(splits.eval)} eval rows"
+            + (f"; dropped {splits.dropped_summary()}" if splits.rows_dropped else ""))
+
+        tokenizer = run_tokenizer(recipe, splits, log)
+        label2id = label_mapping(splits.train, recipe.data.label_field) if splits.mode == "classification" else None
+        train_set, eval_set = prepare_splits(recipe, splits, tokenizer, label2id, log)
+
+    set_seed(recipe.train.seed)  # a new classification head is initialised the same way every run
+    model = load_model(recipe.task, recipe.model, label2id, tokenizer.pad_token_id, tokenizer, recipe.train.seed)
+    if recipe.model.from_config:
+        log(f"model built from config: {model.num_parameters():,} parameters "
+            f"({recipe.model.from_config['architecture']})")
+    if recipe.lora:
+        model = attach_lora(model, recipe.task, recipe.lora)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    t = recipe.train
+    world = distributed.world_size()
+    global_batch = t.batch_size * t.gradient_accumulation_steps * world
+    log(f"model {recipe.model.name_or_path or 'from config'}: {trainable:,} of {total:,} parameters trainable"
+        f" ({'LoRA r=' + str(recipe.lora.r) if recipe.lora else 'full fine-tune'});"
+        f" effective batch size {global_batch} = batch_size {t.batch_size} x gradient_accumulation_steps"
+        f" {t.gradient_accumulation_steps} x {world} process{'es' if world > 1 else ''}")
+
+    if distributed.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_recipe(recipe, run_dir / runs.RECIPE_FILE)
+    evaluation = training_eval(recipe, eval_set.examples, label2id)
+    with StopSignals(log) as stop, tracking.session(recipe, run_dir, log) as recipe_params:
+        guard = GuardCallback(stop)
+        callbacks = [guard, recipe_params] + evaluation.pop("callbacks")
+        trainer = FtcliTrainer(model=model, args=training_arguments(recipe, run_dir),
+                               data_collator=data_collator(recipe, tokenizer),
+                               train_dataset=train_set.examples, processing_class=tokenizer,
+                               callbacks=callbacks, on_nonfinite_loss=t.on_nonfinite_loss,
+                               causal_lm=recipe.task == "causal-lm", micro_batch_tokens=t.micro_batch_tokens,
+                               **evaluation)
+        if resume:
+            log(f"resuming from {resume.name}")
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if stop.received or guard.stopped:
+        stopped = Interrupted(f"stopped by {stop.received or 'a signal to another process'} at step {trainer.state.global_step}; "
+                              f"saved {run_dir / f'checkpoint-{trainer.state.global_step}'}",
+                              hint="run the same `ftcli finetune` command again to resume from there")
+        stopped.reported_by_rank0 = not distributed.is_main()  # every rank stops at this step; one says so
+        raise stopped
+
+    if distributed.shards_the_model(recipe.distributed):
+        save_sharded_final_model(trainer, tokenizer, run_dir, recipe.lora is not None, lambda: load_model(
+            recipe.task, recipe.model, label2id, tokenizer.pad_token_id, tokenizer, recipe.train.seed))
+    elif distributed.is_main():
+        save_final_model(trainer.model, tokenizer, run_dir, is_lora=recipe.lora is not None)
+    if not distributed.is_main():
+        distributed.finish()  # rank 0 writes the results; the others are done
+        return run_dir
+    metrics = dict(result.metrics)
+    metrics.update(train_samples=train_set.examples_made if recipe.data.streaming else len(train_set.examples),
+                   global_step=result.global_step, world_size=world, global_batch_size=global_batch,
+                   mode=splits.mode, format=splits.format, data_cleaning=splits.cleaning, data_sources=splits.sources,
+                   resumed_from=resume.name if resume else None,
+                   examples_truncated=train_set.truncated, examples_dropped=train_set.dropped,
+                   nonfinite_batches_skipped=trainer.skipped_batches, **_best_model_record(trainer, recipe))
+    write_json(run_dir / runs.TRAIN_RESULTS, metrics)
+
+    refresh_run_cards(run_dir, log)  # model/README.md (and adapter/README.md): the model card
+    log(f"done: train_loss {metrics.get('train_loss', float('nan')):.4f} in {metrics.get('train_runtime', 0):.1f}s;"
+        f" model saved to {run_dir / runs.MODEL_DIR}")
+    distributed.finish()
+    return run_dir

@@ -1,0 +1,66 @@
+"""Before any training: what `finetune` checks and prepares, for `ftcli validate` (no weights loaded)
+and `ftcli data preview` (the very examples training will see), and for `finetune` itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ftcli.data.prepare import prepare_splits
+from ftcli.data.preview import DataPreview, describe
+from ftcli.data.rows_cache import load_splits_cached
+from ftcli.data.splits import Splits, load_splits
+from ftcli.data.templates import uses_chat_template
+from ftcli.data.tokenize import label_mapping
+from ftcli.modeling.load import check_model_source
+from ftcli.modeling.tokenizer_training import run_tokenizer
+from ftcli.progress import log
+from ftcli.recipe import Recipe
+from ftcli.training.tracking import check_installed
+
+
+@dataclass
+class PreparedData:
+    """A run's data as training uses it: rows, tokenizer, class labels and tokenized examples."""
+
+    splits: Splits
+    tokenizer: Any
+    label2id: dict[str, int] | None
+    train_set: Any  # tokenize.Tokenized, or a streaming.TokenizedStream
+    eval_set: Any
+
+
+def prepare_data(recipe: Recipe, log=log) -> PreparedData:
+    """Rows (through the rows cache), the run's tokenizer (trained here for tokenizer.train), label
+    ids, and the tokenized examples (through the tokenized-data cache)."""
+    splits = load_splits_cached(recipe, log)
+    tokenizer = run_tokenizer(recipe, splits, log)
+    label2id = label_mapping(splits.train, recipe.data.label_field) if splits.mode == "classification" else None
+    train_set, eval_set = prepare_splits(recipe, splits, tokenizer, label2id, log)
+    return PreparedData(splits, tokenizer, label2id, train_set, eval_set)
+
+
+def validate(recipe: Recipe) -> dict:
+    """Check the data (files, fields, rows) and that the model resolves. Returns what training would
+    use; raises a UserError subclass naming the first thing that would stop it."""
+    check_installed(recipe.train.report_to)
+    splits = load_splits(recipe)
+    if recipe.model.from_config:
+        model = f"a new {recipe.model.from_config['architecture']} model (model.from_config)"
+    else:
+        model = check_model_source(recipe.model.name_or_path, recipe.model.gguf_file)
+    prompt_format = None
+    if splits.mode == "sft":
+        chat = uses_chat_template(run_tokenizer(recipe, splits), recipe.data.template)
+        prompt_format = "the tokenizer's chat template" if chat else "plain (prompt, newline, response)"
+    return {"prompt_format": prompt_format, "task": recipe.task, "mode": splits.mode, "train_rows": len(splits.train),
+            "eval_rows": len(splits.eval), "dropped_rows": splits.rows_dropped,
+            "dropped": splits.dropped_summary(), "format": splits.format, "cleaning": splits.cleaning,
+            "fields": splits.columns, "model": model, "lora": recipe.lora is not None,
+            "output_dir": recipe.train.output_dir}
+
+
+def preview_data(recipe: Recipe, n: int = 3) -> DataPreview:
+    """Read, clean and tokenize the recipe's data as `finetune` would; describe the first `n` examples."""
+    data = prepare_data(recipe)
+    return describe(recipe, data.splits, data.tokenizer, data.label2id, data.train_set, n)
