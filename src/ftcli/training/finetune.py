@@ -11,22 +11,19 @@ from pathlib import Path
 
 from ftcli import runs
 from ftcli.data.collators import data_collator
-from ftcli.data.prepare import prepare_splits
-from ftcli.data.rows_cache import load_splits_cached
-from ftcli.data.tokenize import label_mapping
 from ftcli.errors import Interrupted, UserError
 from ftcli.exporting.model_card import refresh_run_cards
 from ftcli.io import write_json
 from ftcli.modeling.load import load_model
 from ftcli.modeling.lora import attach_lora
 from ftcli.modeling.save import save_final_model
-from ftcli.modeling.tokenizer_training import run_tokenizer
 from ftcli.progress import log
 from ftcli.recipe import Recipe, save_recipe
 from ftcli.training import distributed, tracking
 from ftcli.training.arguments import picks_best_model, training_arguments, training_eval
 from ftcli.training.callbacks import GuardCallback, StopSignals
 from ftcli.training.final_model import save_sharded_final_model
+from ftcli.training.preflight import PreparedData, prepare_data
 from ftcli.training.resume import resume_point
 from ftcli.training.trainer import FtcliTrainer
 
@@ -55,6 +52,62 @@ def finetune(recipe: Recipe, overwrite: bool = False) -> Path:
         raise (_disk_error(exc) or exc) from None
 
 
+def _model(recipe: Recipe, data: PreparedData):
+    """The model to train: loaded (or built from its config) with the task's head, LoRA attached."""
+    tokenizer = data.tokenizer
+    model = load_model(recipe.task, recipe.model, data.label2id, tokenizer.pad_token_id, tokenizer, recipe.train.seed)
+    if recipe.model.from_config:
+        log(f"model built from config: {model.num_parameters():,} parameters "
+            f"({recipe.model.from_config['architecture']})")
+    if recipe.lora:
+        model = attach_lora(model, recipe.task, recipe.lora)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    t, world = recipe.train, distributed.world_size()
+    log(f"model {recipe.model.name_or_path or 'from config'}: {trainable:,} of {total:,} parameters trainable"
+        f" ({'LoRA r=' + str(recipe.lora.r) if recipe.lora else 'full fine-tune'});"
+        f" effective batch size {global_batch_size(recipe)} = batch_size {t.batch_size} x gradient_accumulation_steps"
+        f" {t.gradient_accumulation_steps} x {world} process{'es' if world > 1 else ''}")
+    return model
+
+
+def global_batch_size(recipe: Recipe) -> int:
+    t = recipe.train
+    return t.batch_size * t.gradient_accumulation_steps * distributed.world_size()
+
+
+def _stopped(stop: StopSignals, trainer, run_dir: Path) -> Interrupted:
+    step = trainer.state.global_step
+    stopped = Interrupted(f"stopped by {stop.received or 'a signal to another process'} at step {step}; "
+                          f"saved {run_dir / f'checkpoint-{step}'}",
+                          hint="run the same `ftcli finetune` command again to resume from there")
+    stopped.reported_by_rank0 = not distributed.is_main()  # every rank stops at this step; one says so
+    return stopped
+
+
+def _save_model(recipe: Recipe, data: PreparedData, trainer, run_dir: Path) -> None:
+    tokenizer = data.tokenizer
+    if distributed.shards_the_model(recipe.distributed):
+        save_sharded_final_model(trainer, tokenizer, run_dir, recipe.lora is not None, lambda: load_model(
+            recipe.task, recipe.model, data.label2id, tokenizer.pad_token_id, tokenizer, recipe.train.seed))
+    elif distributed.is_main():
+        save_final_model(trainer.model, tokenizer, run_dir, is_lora=recipe.lora is not None)
+
+
+def _results(recipe: Recipe, data: PreparedData, trainer, result, resume: Path | None) -> dict:
+    """train_results.json: Trainer's metrics and what ftcli knows about the data and the run."""
+    splits, train_set = data.splits, data.train_set
+    metrics = dict(result.metrics)
+    metrics.update(train_samples=train_set.examples_made if recipe.data.streaming else len(train_set.examples),
+                   global_step=result.global_step, world_size=distributed.world_size(),
+                   global_batch_size=global_batch_size(recipe), mode=splits.mode, format=splits.format,
+                   data_cleaning=splits.cleaning, data_sources=splits.sources,
+                   resumed_from=resume.name if resume else None,
+                   examples_truncated=train_set.truncated, examples_dropped=train_set.dropped,
+                   nonfinite_batches_skipped=trainer.skipped_batches, **_best_model_record(trainer, recipe))
+    return metrics
+
+
 def _finetune(recipe: Recipe, overwrite: bool) -> Path:
     from transformers import set_seed
 
@@ -66,42 +119,21 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
     resume = distributed.share_from_main(lambda: resume_point(recipe, run_dir, overwrite))
     # Rank 0 fills the data caches and trains any tokenizer first; the others then find them ready.
     with distributed.main_process_first():
-        splits = load_splits_cached(recipe, log)
-        rows = "streamed" if recipe.data.streaming else len(splits.train)
-        log(f"task {recipe.task} ({splits.format}): {rows} training rows, {len(splits.eval)} eval rows"
-            + (f"; dropped {splits.dropped_summary()}" if splits.rows_dropped else ""))
-
-        tokenizer = run_tokenizer(recipe, splits, log)
-        label2id = label_mapping(splits.train, recipe.data.label_field) if splits.mode == "classification" else None
-        train_set, eval_set = prepare_splits(recipe, splits, tokenizer, label2id, log)
-
+        data = prepare_data(recipe, log)
     set_seed(recipe.train.seed)  # a new classification head is initialised the same way every run
-    model = load_model(recipe.task, recipe.model, label2id, tokenizer.pad_token_id, tokenizer, recipe.train.seed)
-    if recipe.model.from_config:
-        log(f"model built from config: {model.num_parameters():,} parameters "
-            f"({recipe.model.from_config['architecture']})")
-    if recipe.lora:
-        model = attach_lora(model, recipe.task, recipe.lora)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    t = recipe.train
-    world = distributed.world_size()
-    global_batch = t.batch_size * t.gradient_accumulation_steps * world
-    log(f"model {recipe.model.name_or_path or 'from config'}: {trainable:,} of {total:,} parameters trainable"
-        f" ({'LoRA r=' + str(recipe.lora.r) if recipe.lora else 'full fine-tune'});"
-        f" effective batch size {global_batch} = batch_size {t.batch_size} x gradient_accumulation_steps"
-        f" {t.gradient_accumulation_steps} x {world} process{'es' if world > 1 else ''}")
+    model = _model(recipe, data)
 
     if distributed.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, run_dir / runs.RECIPE_FILE)
-    evaluation = training_eval(recipe, eval_set.examples, label2id)
+    t = recipe.train
+    evaluation = training_eval(recipe, data.eval_set.examples, data.label2id)
     with StopSignals(log) as stop, tracking.session(recipe, run_dir, log) as recipe_params:
         guard = GuardCallback(stop)
         callbacks = [guard, recipe_params] + evaluation.pop("callbacks")
         trainer = FtcliTrainer(model=model, args=training_arguments(recipe, run_dir),
-                               data_collator=data_collator(recipe, tokenizer),
-                               train_dataset=train_set.examples, processing_class=tokenizer,
+                               data_collator=data_collator(recipe, data.tokenizer),
+                               train_dataset=data.train_set.examples, processing_class=data.tokenizer,
                                callbacks=callbacks, on_nonfinite_loss=t.on_nonfinite_loss,
                                causal_lm=recipe.task == "causal-lm", micro_batch_tokens=t.micro_batch_tokens,
                                **evaluation)
@@ -109,29 +141,14 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
             log(f"resuming from {resume.name}")
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if stop.received or guard.stopped:
-        stopped = Interrupted(f"stopped by {stop.received or 'a signal to another process'} at step {trainer.state.global_step}; "
-                              f"saved {run_dir / f'checkpoint-{trainer.state.global_step}'}",
-                              hint="run the same `ftcli finetune` command again to resume from there")
-        stopped.reported_by_rank0 = not distributed.is_main()  # every rank stops at this step; one says so
-        raise stopped
+        raise _stopped(stop, trainer, run_dir)
 
-    if distributed.shards_the_model(recipe.distributed):
-        save_sharded_final_model(trainer, tokenizer, run_dir, recipe.lora is not None, lambda: load_model(
-            recipe.task, recipe.model, label2id, tokenizer.pad_token_id, tokenizer, recipe.train.seed))
-    elif distributed.is_main():
-        save_final_model(trainer.model, tokenizer, run_dir, is_lora=recipe.lora is not None)
+    _save_model(recipe, data, trainer, run_dir)
     if not distributed.is_main():
         distributed.finish()  # rank 0 writes the results; the others are done
         return run_dir
-    metrics = dict(result.metrics)
-    metrics.update(train_samples=train_set.examples_made if recipe.data.streaming else len(train_set.examples),
-                   global_step=result.global_step, world_size=world, global_batch_size=global_batch,
-                   mode=splits.mode, format=splits.format, data_cleaning=splits.cleaning, data_sources=splits.sources,
-                   resumed_from=resume.name if resume else None,
-                   examples_truncated=train_set.truncated, examples_dropped=train_set.dropped,
-                   nonfinite_batches_skipped=trainer.skipped_batches, **_best_model_record(trainer, recipe))
+    metrics = _results(recipe, data, trainer, result, resume)
     write_json(run_dir / runs.TRAIN_RESULTS, metrics)
-
     refresh_run_cards(run_dir, log)  # model/README.md (and adapter/README.md): the model card
     log(f"done: train_loss {metrics.get('train_loss', float('nan')):.4f} in {metrics.get('train_runtime', 0):.1f}s;"
         f" model saved to {run_dir / runs.MODEL_DIR}")

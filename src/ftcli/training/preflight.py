@@ -34,6 +34,9 @@ def prepare_data(recipe: Recipe, log=log) -> PreparedData:
     """Rows (through the rows cache), the run's tokenizer (trained here for tokenizer.train), label
     ids, and the tokenized examples (through the tokenized-data cache)."""
     splits = load_splits_cached(recipe, log)
+    rows = "streamed" if recipe.data.streaming else len(splits.train)
+    log(f"task {recipe.task} ({splits.format}): {rows} training rows, {len(splits.eval)} eval rows"
+        + (f"; dropped {splits.dropped_summary()}" if splits.rows_dropped else ""))
     tokenizer = run_tokenizer(recipe, splits, log)
     label2id = label_mapping(splits.train, recipe.data.label_field) if splits.mode == "classification" else None
     train_set, eval_set = prepare_splits(recipe, splits, tokenizer, label2id, log)
