@@ -53,11 +53,12 @@ def test_gguf_import_keeps_the_weights(tmp_path):
     import torch
 
     from ftcli.modeling.load import import_gguf, load_model
+    from ftcli.recipe import ModelSection
 
     gguf = need(GGUF)
     converted = import_gguf(gguf, tmp_path / "converted")
-    direct = load_model("causal-lm", str(gguf.parent), gguf.name)
-    again = load_model("causal-lm", str(converted))
+    direct = load_model("causal-lm", ModelSection(name_or_path=str(gguf.parent), gguf_file=gguf.name))
+    again = load_model("causal-lm", ModelSection(name_or_path=str(converted)))
     ids = torch.tensor([[1, 4093, 198, 1780, 314, 260]])
     with torch.no_grad():
         torch.testing.assert_close(again(ids).logits, direct(ids).logits)

@@ -17,6 +17,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from ftcli.cli_args import (ExportAdapterOption, ExportBaseModelOption, ExportGgufOption, ExportGgufTypeOption,
+                            ExportLicenseOption, ExportMergedOption, ExportOverwriteOption, ExportPrivateOption,
+                            ExportPushToHubOption, ExportRunArg, ExportToOption, GenFileOption, GenModelOption,
+                            GenOutputOption, GenPromptArg, GenStopOption, RecipeArg, SetOption,
+                            check_generate_arguments, export_kind)
+
 app = typer.Typer(
     name="ftcli",
     help="Fine-tune Hugging Face models from one YAML recipe: finetune → eval → generate.",
@@ -27,10 +33,6 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
-SetOption = Annotated[Optional[list[str]], typer.Option(
-    "--set", help="Override a recipe key, e.g. --set train.learning_rate=1e-4 (repeatable).",
-    show_default=False)]
 
 
 def _version(value: bool) -> None:
@@ -104,13 +106,9 @@ def finetune(
 
     loaded = ftcli.load_recipe(recipe, set_)  # a bad recipe fails here, before any process starts
     if nproc > 1:
-        from ftcli.errors import UserError
-        from ftcli.training.distributed import is_distributed, launch
+        from ftcli.training.distributed import launch_finetune
 
-        if is_distributed():
-            raise UserError("--nproc starts its own processes; under torchrun or accelerate launch, leave it out")
-        command = ["finetune", str(recipe), *(f"--set={s}" for s in set_ or []), *(["--overwrite"] if overwrite else [])]
-        code = launch(nproc, command)
+        code = launch_finetune(nproc, recipe, set_ or [], overwrite)
         if code:
             raise typer.Exit(code)
         return
@@ -151,28 +149,7 @@ def eval_(
     if as_json:
         typer.echo(json.dumps({k: results[k] for k in ("run", "tuned", "base") if k in results}))
         return
-    typer.echo(reports.metrics_table(results))
-    details = results["tuned_details"]
-    if "per_class" in details:
-        typer.echo("\ntuned model, per class:\n" + reports.per_class_table(details["per_class"]))
-        typer.echo("\n" + reports.confusion_table(details["confusion_matrix"], details["labels"]))
-        typer.echo(f"(confusion matrix picture: {results['confusion_matrix_png']})")
-    for sample in details.get("samples", [])[:3]:
-        typer.echo(f"\nprompt:    {sample['prompt']}\nreference: {sample['reference']}\n"
-                   f"generated: {sample['generated']}")
-
-
-GenPromptArg = Annotated[Optional[str], typer.Argument(
-    help="The prompt (omit it with --file or --interactive).", show_default=False)]
-GenModelOption = Annotated[Optional[str], typer.Option(
-    "--model", help="Generate with this model (directory or hub id) directly; no run needed.", show_default=False)]
-GenFileOption = Annotated[Optional[Path], typer.Option(
-    "--file", "-f", help="Prompts file: .txt (one per line) or .jsonl ({\"prompt\": ...}); "
-    "prints one JSON line per prompt.", show_default=False)]
-GenOutputOption = Annotated[Optional[Path], typer.Option(
-    "--output", "-o", help="Write the results to this file instead of stdout.", show_default=False)]
-GenStopOption = Annotated[Optional[list[str]], typer.Option(
-    "--stop", help="Stop string; the output is cut at the first one (repeatable).", show_default=False)]
+    typer.echo(reports.results_text(results))
 
 
 @app.command()
@@ -209,24 +186,10 @@ def generate(
     One PROMPT prints its answer (with -n N, the answers separated by lines `---`); --file prints
     one JSON object per prompt, in order: {"prompt": ..., "generated_text": ...} (a list with -n > 1).
     """
-    from ftcli.errors import UserError
     from ftcli.generation.io import chat_loop, print_answers, read_prompts, write_results
     from ftcli.generation.load import load_for_generation
 
-    if model and (run or recipe or base):
-        raise UserError("--model generates with a model directly; it cannot be combined with "
-                        "--run, --recipe or --base")
-    if run and recipe:
-        raise UserError("give --run or --recipe, not both")
-    inputs = [name for name, given in (("PROMPT", prompt is not None), ("--file", file is not None),
-                                       ("--interactive", interactive)) if given]
-    if len(inputs) != 1:
-        raise UserError("give one of PROMPT, --file FILE or --interactive" if not inputs
-                        else f"give only one of {', '.join(inputs)}")
-    if stream and file is not None:
-        raise UserError("--stream prints a single answer as it is generated; it does not work with --file")
-    if output is not None and (stream or interactive):
-        raise UserError("--output does not work with --stream or --interactive")
+    check_generate_arguments(prompt, file, interactive, stream, output, run, recipe, base, model)
     prompts = read_prompts(file) if file is not None else None  # fail before loading a model
 
     loaded = load_for_generation(run or recipe, base=base, model=model, max_new_tokens=max_new_tokens,
@@ -256,17 +219,9 @@ def generate(
 def validate(recipe: RecipeArg, set_: SetOption = None):
     """Check a recipe, its data and its model path without training."""
     import ftcli
+    from ftcli.training.preflight import validation_text
 
-    report = ftcli.validate(ftcli.load_recipe(recipe, set_))
-    mode = {"sft": f"SFT ({report['format'].replace('_', '/')}, loss on responses)",
-            "text": "plain-text language modelling", "classification": "sequence classification",
-            "seq2seq": "sequence to sequence (source → target)"}[report["mode"]]
-    typer.echo(f"{recipe}: ok\n  task:   {report['task']} — {mode}\n"
-               f"  data:   {report['train_rows']} train rows, {report['eval_rows']} eval rows"
-               + (f"; dropped {report['dropped']}" if report["dropped_rows"] else "")
-               + (f"\n  prompt: {report['prompt_format']}" if report["prompt_format"] else "")
-               + f"\n  model:  {report['model']}{' + LoRA' if report['lora'] else ''}"
-               f"\n  output: {report['output_dir']}")
+    typer.echo(validation_text(recipe, ftcli.validate(ftcli.load_recipe(recipe, set_))))
 
 
 data_app = typer.Typer(help="Look at a recipe's data before training.", no_args_is_help=True, rich_markup_mode=None)
@@ -298,45 +253,24 @@ def schema():
 @app.command()
 @guarded
 def export(
-    run: Annotated[str, typer.Argument(help="Run directory (or its recipe file).", show_default=False)],
-    merged: Annotated[bool, typer.Option("--merged", help="The full model, LoRA merged in (a folder).")] = False,
-    adapter: Annotated[bool, typer.Option("--adapter", help="The LoRA adapter and tokenizer (a folder; "
-                                          "LoRA runs).")] = False,
-    gguf: Annotated[Optional[Path], typer.Option("--gguf", help="A .gguf file for llama.cpp (Llama-family "
-                                                 "causal LMs).", show_default=False)] = None,
-    gguf_type: Annotated[str, typer.Option("--gguf-type", help="GGUF weights: f16 (faithful), q8_0 "
-                                           "(half the size) or f32.")] = "f16",
-    to: Annotated[Optional[Path], typer.Option("--to", help="Folder to write (--merged / --adapter).",
-                                               show_default=False)] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export.")] = False,
-    push_to_hub: Annotated[Optional[str], typer.Option(
-        "--push-to-hub", help="Upload the export to this Hugging Face model repo (NAMESPACE/NAME).",
-        show_default=False)] = None,
-    private: Annotated[bool, typer.Option("--private", help="Create the Hub repo as private.")] = False,
-    license: Annotated[Optional[str], typer.Option(
-        "--license", help="Licence id for the model card (default: the base model's, when its card says).",
-        show_default=False)] = None,
-    base_model: Annotated[Optional[str], typer.Option(
-        "--base-model", help="The base model's Hub id, for a run trained from a local copy (card and "
-        "adapter_config.json).", show_default=False)] = None,
+    run: ExportRunArg,
+    merged: ExportMergedOption = False,
+    adapter: ExportAdapterOption = False,
+    gguf: ExportGgufOption = None,
+    gguf_type: ExportGgufTypeOption = "f16",
+    to: ExportToOption = None,
+    overwrite: ExportOverwriteOption = False,
+    push_to_hub: ExportPushToHubOption = None,
+    private: ExportPrivateOption = False,
+    license: ExportLicenseOption = None,
+    base_model: ExportBaseModelOption = None,
 ):
     """Export a finished run: --merged or --adapter to a folder (--to), or --gguf FILE; each with a
     model card (README.md), optionally pushed with --push-to-hub."""
     import ftcli
-    from ftcli.errors import UserError
 
-    kinds = [name for name, given in (("merged", merged), ("adapter", adapter), ("gguf", gguf is not None))
-             if given]
-    if len(kinds) != 1:
-        raise UserError("give one of --merged, --adapter or --gguf FILE" if not kinds
-                        else f"give only one of --{', --'.join(kinds)}")
-    if gguf is not None and to is not None:
-        raise UserError("--gguf names the file to write; --to is for --merged and --adapter")
-    if gguf is None and to is None and not push_to_hub:
-        raise UserError(f"say where to write the {kinds[0]} model: --to DIR (and/or --push-to-hub REPO)")
-    if gguf is None and gguf_type != "f16":
-        raise UserError("--gguf-type applies to --gguf only")
-    result = ftcli.export(run, gguf if gguf is not None else to, kinds[0], gguf_type=gguf_type, overwrite=overwrite,
+    kind = export_kind(merged, adapter, gguf, gguf_type, to, push_to_hub)
+    result = ftcli.export(run, gguf if gguf is not None else to, kind, gguf_type=gguf_type, overwrite=overwrite,
                           push_to_hub=push_to_hub, private=private, license=license, base_model=base_model)
     if result.path is not None:
         typer.echo(f"exported: {result.path}")

@@ -33,6 +33,21 @@ def metrics_table(results: dict) -> str:
     return f"{results['run']}  ({results.get('examples', '?')} eval examples)\n{table(header, rows)}"
 
 
+def results_text(results: dict) -> str:
+    """What `ftcli eval` prints: the metrics table, a classifier's per-class report and confusion
+    matrix, and a few generated samples."""
+    parts = [metrics_table(results)]
+    details = results["tuned_details"]
+    if "per_class" in details:
+        parts.append("\ntuned model, per class:\n" + per_class_table(details["per_class"]))
+        parts.append("\n" + confusion_table(details["confusion_matrix"], details["labels"]))
+        parts.append(f"(confusion matrix picture: {results['confusion_matrix_png']})")
+    for sample in details.get("samples", [])[:3]:
+        parts.append(f"\nprompt:    {sample['prompt']}\nreference: {sample['reference']}\n"
+                     f"generated: {sample['generated']}")
+    return "\n".join(parts)
+
+
 def per_class_table(report: dict) -> str:
     """precision / recall / f1 / support per label, from `per_class_report`."""
     rows = [[label, _number(r["precision"]), _number(r["recall"]), _number(r["f1"]), str(r["support"])]

@@ -15,25 +15,21 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from ftcli import runs
-from ftcli.data.sources import as_sources, describe_source
+from ftcli.data.sources import as_sources
+from ftcli.exporting.card_sections import Kind, base_note, metrics_section, training_section, usage_section
 from ftcli.io import is_local_path
-from ftcli.modeling.load import TASK_MODEL_CLASSES
 from ftcli.recipe import load_run_recipe
 from ftcli.versions import package_versions
 
-Kind = Literal["model", "adapter", "gguf"]
 CARD_FILE = "README.md"
 UNKNOWN_LICENSE = "other"
 PIPELINE_TAGS = {"causal-lm": "text-generation", "sequence-classification": "text-classification",
                  "seq2seq": "text2text-generation", "masked-lm": "fill-mask"}
-PEFT_AUTO_CLASSES = {"causal-lm": "AutoPeftModelForCausalLM",
-                     "sequence-classification": "AutoPeftModelForSequenceClassification",
-                     "seq2seq": "AutoPeftModelForSeq2SeqLM", "masked-lm": "AutoPeftModel"}
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.DOTALL)
 
 
@@ -121,109 +117,6 @@ def front_matter(recipe, kind: Kind, license: str, base_model: str | None, extra
     return data
 
 
-def _number(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e-3 or abs(value) >= 1e5 else f"{value:.4f}".rstrip("0").rstrip(".")
-    return str(value)
-
-
-def _training_section(recipe, train_results: dict, base_note: str) -> list[str]:
-    t, d = recipe.train, recipe.data
-    mode = train_results.get("mode")
-    lines = ["## Training", "",
-             f"- **Task:** `{recipe.task}`" + (f" ({mode}" + (f", {train_results['format'].replace('_', '/')} rows"
-                                                          if train_results.get("format") else "") + ")"
-                                               if mode else ""),
-             f"- **Base model:** {base_note}",
-             "- **Method:** " + (f"LoRA (r={recipe.lora.r}, alpha={recipe.lora.alpha}, dropout={recipe.lora.dropout}, "
-                                  f"target modules: {_modules(recipe.lora.target_modules)})" if recipe.lora
-                                  else "full fine-tune"),
-             f"- **Training data:** {describe_source(d.train)}",
-             "- **Eval data:** " + (describe_source(d.eval) if d.eval is not None
-                                     else f"{d.eval_fraction:g} of the training rows held out"), ""]
-    sources = train_results.get("data_sources") or []
-    if sources:
-        lines += ["| split | source | rows read | rows kept | rows used |", "|---|---|---|---|---|"]
-        lines += [f"| {s.get('split', '')} | {s.get('source', '')} | {s.get('rows_read', '')} | "
-                  f"{s.get('rows_kept', '')} | {s.get('rows_used', '')} |" for s in sources]
-        lines.append("")
-    hyper = [("epochs", t.epochs if t.max_steps is None else None), ("max steps", t.max_steps),
-             ("steps run", train_results.get("global_step")), ("training examples", train_results.get("train_samples")),
-             ("batch size", t.batch_size), ("gradient accumulation", t.gradient_accumulation_steps),
-             ("learning rate", t.learning_rate), ("scheduler", t.lr_scheduler_type), ("warmup steps", t.warmup_steps),
-             ("weight decay", t.weight_decay), ("max length", d.max_length), ("seed", t.seed)]
-    lines += ["| hyperparameter | value |", "|---|---|"]
-    lines += [f"| {name} | {_number(value)} |" for name, value in hyper if value is not None]
-    return lines + [""]
-
-
-def _modules(target) -> str:
-    return target if isinstance(target, str) else ", ".join(target)
-
-
-def _metrics_section(train_results: dict, eval_results: dict | None) -> list[str]:
-    lines = ["## Metrics", ""]
-    shown = [(k, train_results[k]) for k in ("train_loss", "train_runtime", "epoch", "global_step")
-             if train_results.get(k) is not None]
-    best = {k: v for k, v in train_results.items() if k.startswith("best_") and v is not None}
-    lines += [f"- {k}: {_number(v)}" for k, v in shown + sorted(best.items())]
-    if not eval_results:
-        return lines + ["", "No eval results yet (`ftcli eval RUN` adds base-vs-tuned metrics here).", ""]
-    tuned, base = eval_results.get("tuned") or {}, eval_results.get("base") or {}
-    lines += ["", f"Eval on {eval_results.get('examples', '?')} examples of {eval_results.get('eval_data', 'the eval data')}"
-              f" (`ftcli eval`):", ""]
-    if base:
-        lines += ["| metric | base | tuned | change |", "|---|---|---|---|"]
-        for name, value in tuned.items():
-            other = base.get(name)
-            change = _number(value - other) if isinstance(value, (int, float)) and isinstance(other, (int, float)) else ""
-            lines.append(f"| {name} | {_number(other) if other is not None else ''} | {_number(value)} | {change} |")
-    else:
-        lines += ["| metric | tuned |", "|---|---|"] + [f"| {k} | {_number(v)} |" for k, v in tuned.items()]
-    return lines + [""]
-
-
-def _usage_section(recipe, kind: Kind, where: str, hub_base: str | None, num_labels: int | None,
-                   gguf_name: str | None) -> list[str]:
-    cls = TASK_MODEL_CLASSES[recipe.task]
-    lines = ["## How to load it", ""]
-    if kind == "gguf":
-        return lines + ["With llama.cpp:", "", "```", f"llama-cli -m {gguf_name}", "```", "",
-                        "With transformers (de-quantizes the weights on load):", "", "```python",
-                        "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-                        f'model = AutoModelForCausalLM.from_pretrained("{where}", gguf_file="{gguf_name}")',
-                        f'tokenizer = AutoTokenizer.from_pretrained("{where}", gguf_file="{gguf_name}")', "```", ""]
-    if kind == "model":
-        return lines + ["```python", f"from transformers import {cls}, AutoTokenizer", "",
-                        f'model = {cls}.from_pretrained("{where}")',
-                        f'tokenizer = AutoTokenizer.from_pretrained("{where}")', "```", ""]
-    base = hub_base or recipe.model.name_or_path
-    labels = f", num_labels={num_labels}" if num_labels else ""
-    auto = PEFT_AUTO_CLASSES[recipe.task]
-    return lines + ["```python", "from peft import PeftModel", f"from transformers import {cls}, AutoTokenizer", "",
-                    f'base = {cls}.from_pretrained("{base}"{labels})',
-                    f'model = PeftModel.from_pretrained(base, "{where}")',
-                    "model = model.merge_and_unload()  # optional: plain weights, faster inference",
-                    f'tokenizer = AutoTokenizer.from_pretrained("{where}")', "```", "",
-                    "or in one step (the base comes from `base_model_name_or_path` in adapter_config.json): "
-                    f'`from peft import {auto}; {auto}.from_pretrained("{where}")`.', ""]
-
-
-def _base_note(recipe, hub_base: str | None, kind: Kind) -> str:
-    m = recipe.model
-    if m.from_config is not None:
-        return (f"none: a new `{m.from_config.get('architecture')}` model initialised from its config "
-                f"(seed {recipe.train.seed})")
-    if hub_base:
-        return f"[{hub_base}](https://huggingface.co/{hub_base})"
-    note = f"`{m.name_or_path}`" + (f" (GGUF file `{m.gguf_file}`)" if m.gguf_file else "") + \
-        ", a local directory (not a Hub id)"
-    if kind == "adapter":
-        note += ("; adapter_config.json names it as the base, so load that model yourself and use "
-                 "`PeftModel.from_pretrained`, or re-export with `--base-model HUB_ID`")
-    return note
-
-
 def build_card(run_dir: Path, kind: Kind, *, where: str | None = None, license: str | None = None,
                base_model: str | None = None, extra_tags=(), gguf_name: str | None = None,
                gguf_type: str | None = None) -> str:
@@ -253,9 +146,9 @@ def build_card(run_dir: Path, kind: Kind, *, where: str | None = None, license: 
     if not found_license:
         body += ["**Licence:** not determined (the base model's card did not say, or was not available "
                  "offline). The base model's licence applies; set it with `ftcli export --license ID`.", ""]
-    body += _training_section(recipe, train_results, _base_note(recipe, hub_base, kind))
-    body += _metrics_section(train_results, eval_results)
-    body += _usage_section(recipe, kind, where, hub_base, num_labels, gguf_name)
+    body += training_section(recipe, train_results, base_note(recipe, hub_base, kind))
+    body += metrics_section(train_results, eval_results)
+    body += usage_section(recipe, kind, where, hub_base, num_labels, gguf_name)
     body += ["## Recipe", "", "The resolved recipe (`recipe.yaml` of the run; every default filled in):", "",
              "```yaml", recipe_text.rstrip("\n"), "```", ""]
     versions = package_versions(("ftcli", "transformers", "peft", "torch"))

@@ -11,12 +11,13 @@ import contextlib
 import os
 import signal
 import sys
+from pathlib import Path
 
 from ftcli.errors import UserError
 from ftcli.ranks import is_distributed, is_main, rank, world_size
 
 __all__ = ["world_size", "rank", "is_distributed", "is_main", "use_cpu", "shards_the_model", "check_engine",
-           "start", "barrier", "main_process_first", "share_from_main", "finish", "launch", "exit_code_of"]
+           "start", "barrier", "main_process_first", "share_from_main", "finish", "launch", "launch_finetune", "exit_code_of"]
 
 
 def use_cpu() -> bool:
@@ -156,6 +157,14 @@ def launch(nproc: int, command: list[str]) -> int:
     except SignalException as exc:  # the launcher itself was interrupted; it has stopped the processes
         return exit_code_of(-exc.sigval)
     return 0
+
+
+def launch_finetune(nproc: int, recipe: Path, overrides: list[str], overwrite: bool) -> int:
+    """`ftcli finetune RECIPE` in `nproc` processes (the recipe was checked already, in this process)."""
+    if is_distributed():
+        raise UserError("--nproc starts its own processes; under torchrun or accelerate launch, leave it out")
+    command = ["finetune", str(recipe), *(f"--set={s}" for s in overrides), *(["--overwrite"] if overwrite else [])]
+    return launch(nproc, command)
 
 
 def exit_code_of(code: int) -> int:

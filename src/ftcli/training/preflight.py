@@ -67,3 +67,16 @@ def preview_data(recipe: Recipe, n: int = 3) -> DataPreview:
     """Read, clean and tokenize the recipe's data as `finetune` would; describe the first `n` examples."""
     data = prepare_data(recipe)
     return describe(recipe, data.splits, data.tokenizer, data.label2id, data.train_set, n)
+
+
+def validation_text(source, report: dict) -> str:
+    """What `ftcli validate` prints for `validate`'s report."""
+    mode = {"sft": f"SFT ({report['format'].replace('_', '/')}, loss on responses)",
+            "text": "plain-text language modelling", "classification": "sequence classification",
+            "seq2seq": "sequence to sequence (source → target)"}[report["mode"]]
+    return (f"{source}: ok\n  task:   {report['task']} — {mode}\n"
+            f"  data:   {report['train_rows']} train rows, {report['eval_rows']} eval rows"
+            + (f"; dropped {report['dropped']}" if report["dropped_rows"] else "")
+            + (f"\n  prompt: {report['prompt_format']}" if report["prompt_format"] else "")
+            + f"\n  model:  {report['model']}{' + LoRA' if report['lora'] else ''}"
+            f"\n  output: {report['output_dir']}")
