@@ -17,6 +17,12 @@ def suggest(word: str, choices) -> str:
     return f" — did you mean {close[0]}?" if close else ""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (library errors run to pages), or its type when it has no message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class FtcliError(Exception):
     """Base class: a failure we understand and can explain in one message."""
 

@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 from ftcli.data.readers import data_files, read_file, read_lines
-from ftcli.errors import DataError
+from ftcli.errors import DataError, first_line
 from ftcli.io import is_local_path
 from ftcli.recipe import DataInput, DataSource
 
@@ -113,9 +113,8 @@ def read_hub(source: DataSource) -> list[dict]:
         data = datasets.load_dataset(source.name, source.config, split=source.split, revision=source.revision)
         return [dict(row) for row in data]
     except Exception as exc:  # offline, missing, gated, bad split: all are the user's to fix
-        first_line = str(exc).splitlines()[0] if str(exc) else ""
         raise DataError(f"data '{source.name}' is not a local file and could not be loaded as a hub dataset: "
-                        f"{type(exc).__name__}: {first_line}",
+                        f"{type(exc).__name__}: {first_line(exc)}",
                         hint="use a local file path (.jsonl .json .csv .tsv .parquet), or connect to the Hub") from None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftcli.errors import UserError
+from ftcli.errors import UserError, first_line
 
 
 def check_hub_ready(repo_id: str, token: str | None) -> None:
@@ -17,7 +17,7 @@ def check_hub_ready(repo_id: str, token: str | None) -> None:
     try:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
-        raise UserError(f"--push-to-hub {repo_id!r} is not a valid repo id: {str(exc).splitlines()[0]}",
+        raise UserError(f"--push-to-hub {repo_id!r} is not a valid repo id: {first_line(exc)}",
                         hint="use NAME or NAMESPACE/NAME (letters, digits, '-', '_', '.')") from None
     if constants.HF_HUB_OFFLINE:
         raise UserError("cannot push to the Hugging Face Hub: offline mode is on (HF_HUB_OFFLINE)",
@@ -27,10 +27,10 @@ def check_hub_ready(repo_id: str, token: str | None) -> None:
                         hint="log in with `hf auth login`, or set HF_TOKEN to a token with write access")
 
 
-def _hub_error(repo_id: str, exc: Exception) -> UserError:
+def push_error(repo_id: str, exc: Exception) -> UserError:
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError, OfflineModeIsEnabled
 
-    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    first = first_line(exc)
     if isinstance(exc, LocalTokenNotFoundError):
         return UserError("cannot push to the Hugging Face Hub: no token found",
                          hint="log in with `hf auth login`, or set HF_TOKEN to a token with write access")
@@ -69,6 +69,6 @@ def push_folder(folder: Path, repo_id: str, private: bool = False, token: str | 
         api.upload_folder(repo_id=real_id, folder_path=str(folder), repo_type="model",
                           commit_message=commit_message or "Upload model exported by ftcli")
     except Exception as exc:  # everything the Hub client raises is about the network, the token or the repo
-        raise _hub_error(repo_id, exc) from None
+        raise push_error(repo_id, exc) from None
     url = getattr(created, "url", None) or f"https://huggingface.co/{real_id}"
     return real_id, str(url)

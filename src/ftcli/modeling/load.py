@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ftcli import runs
-from ftcli.errors import ModelError
+from ftcli.errors import ModelError, first_line
 from ftcli.io import is_local_path, write_dir
 from ftcli.modeling.from_config import new_model
 from ftcli.recipe import ModelSection
@@ -57,12 +57,12 @@ def _check_hub_model(repo_id: str) -> str:
 
         model_info(repo_id, timeout=10)
     except Exception as exc:
-        raise _hub_error(repo_id, exc) from None
+        raise hub_model_error(repo_id, exc) from None
     return f"hub model {repo_id}"
 
 
-def _hub_error(name: str, exc: Exception) -> ModelError:
-    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+def hub_model_error(name: str, exc: Exception) -> ModelError:
+    first = first_line(exc)
     return ModelError(f"model '{name}' is not a local directory and could not be loaded from the "
                       f"Hugging Face Hub ({first})",
                       hint="use a local path (run `make models` for the examples), or connect to the Hub")
@@ -74,8 +74,8 @@ def _load(loader, name_or_path: str, **kwargs):
         return loader(name_or_path, **kwargs)
     except (OSError, ValueError) as exc:
         if not Path(name_or_path).expanduser().exists():
-            raise _hub_error(name_or_path, exc) from None
-        raise ModelError(f"cannot load model from {name_or_path}: {str(exc).splitlines()[0]}") from None
+            raise hub_model_error(name_or_path, exc) from None
+        raise ModelError(f"cannot load model from {name_or_path}: {first_line(exc)}") from None
 
 
 def _source_kwargs(source) -> dict:
