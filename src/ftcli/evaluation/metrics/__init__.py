@@ -5,9 +5,12 @@ network. ftcli bundles its own metric modules (one folder per metric, `<name>/<n
 `evaluate.load(<local dir>)` expects) and loads them from disk. Names that are not bundled fall back to the
 Hub. `evaluate` is imported lazily: importing it pulls in transformers and takes seconds.
 
-Bundled: classification (accuracy, f1, precision, recall, matthews_correlation: scikit-learn) and text
-(exact_match; bleu and chrf: sacrebleu; rouge: rouge-score), with the `compute()` arguments and result keys
-of the Hub metrics of the same names (bleu returns its score in [0, 1], chrf in [0, 100], as on the Hub).
+Bundled: classification (accuracy, f1, precision, recall, matthews_correlation: scikit-learn, each also as
+the "multilabel" config) and text (exact_match; bleu: the TensorFlow NMT BLEU over the 13a tokenizer; chrf:
+sacrebleu; rouge: rouge-score). A bundled metric gives the numbers of the Hub metric of the same name, with
+its `compute()` arguments, defaults and result keys (bleu in [0, 1] under "bleu", chrf in [0, 100] under
+"score", ...). The few deliberate differences (inputs the Hub metric rejects or crashes on; rouge's mean
+where the Hub's is a random bootstrap estimate of it) are listed in each script's docstring.
 
 How evaluate loads a local module, which the scripts must respect:
 - it copies only `<name>/<name>.py` into its modules cache and imports it from there, so a script cannot
@@ -106,9 +109,12 @@ def compute_classification_metrics(
 
 
 def _single_value(name: str, out: dict[str, Any]) -> float:
-    """The score of metric `name` from its compute() result: out[name], or the only value there is."""
+    """The score of metric `name` from its compute() result: out[name], else out["score"] (the Hub's chrf,
+    sacrebleu and ter return their score under "score", next to their settings), or the only value there is."""
     if name in out:
         value = out[name]
+    elif "score" in out:
+        value = out["score"]
     elif len(out) == 1:
         value = next(iter(out.values()))
     else:

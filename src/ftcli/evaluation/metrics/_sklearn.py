@@ -28,8 +28,8 @@ def averaged_kwargs_description(key: str, module: str | None = None) -> str:
     """The `compute()` argument docs of an averaged score (f1, precision, recall) that returns `{key: ...}`."""
     return f"""
 Args:
-    predictions (`list` of `int`): Predicted labels.
-    references (`list` of `int`): Ground truth labels.
+    predictions (`list` of `int`): Predicted labels (with the "multilabel" config: a 0/1 list per example).
+    references (`list` of `int`): Ground truth labels (with the "multilabel" config: a 0/1 list per example).
     labels (`list` of `int`): Labels to include when average != "binary" (and their order if average is None).
         Defaults to None (all labels present in the data).
     pos_label (`int`): The positive class when average="binary". Defaults to 1.
@@ -42,7 +42,9 @@ Returns:
     {key} (`float`, or `list` of `float` when average is None): Score in [0, 1].
 Example:
     >>> metric = evaluate.load("path/to/ftcli/evaluation/metrics/{module or key}")
-    >>> metric.compute(predictions=[0, 1, 1, 2], references=[0, 1, 2, 2], average="macro")
+    >>> metric.compute(predictions=[0, 2, 1, 0, 0, 1], references=[0, 1, 2, 0, 1, 2], average="macro")
+    >>> multilabel = evaluate.load("path/to/ftcli/evaluation/metrics/{module or key}", "multilabel")
+    >>> multilabel.compute(predictions=[[0, 1, 1], [1, 1, 0]], references=[[0, 1, 1], [0, 1, 0]], average="macro")
 """
 
 
@@ -51,8 +53,14 @@ def _as_python(score: Any) -> float | list[float]:
     return float(score) if np.ndim(score) == 0 else [float(s) for s in score]
 
 
+# The config name under which, as on the Hub, each example is a 0/1 vector (one entry per label):
+# `evaluate.load(<path>, "multilabel")`.
+MULTILABEL = "multilabel"
+
+
 class SklearnMetric(MetricInfoMixin):
-    """Mixin for a metric computed by one sklearn function `_score_fn(y_true, y_pred, **kwargs)`.
+    """Mixin for a metric computed by one sklearn function `_score_fn(y_true, y_pred, **kwargs)`; with the
+    "multilabel" config the inputs are label-indicator vectors, which sklearn scores as such.
 
     Subclasses set `_key` (the result key), `_score_fn = staticmethod(<sklearn function>)`, `_description`,
     `_kwargs_description`, `_reference_urls` and optionally `_citation` (default: scikit-learn's).
@@ -64,7 +72,10 @@ class SklearnMetric(MetricInfoMixin):
     _citation: ClassVar[str] = SKLEARN_CITATION
 
     def _features(self):
-        return datasets.Features({"predictions": datasets.Value("int32"), "references": datasets.Value("int32")})
+        label = datasets.Value("int32")
+        if self.config_name == MULTILABEL:  # set by evaluate.load(path, config_name) before _info() runs
+            label = datasets.List(label)
+        return datasets.Features({"predictions": label, "references": label})
 
     def _compute(self, predictions, references, **kwargs):
         return {self._key: _as_python(self._score_fn(references, predictions, **kwargs))}

@@ -7,13 +7,14 @@ from ftcli.evaluation.metrics._sklearn import SklearnMetric
 
 _DESCRIPTION = """
 Accuracy is the proportion of correct predictions among all predictions:
-Accuracy = (TP + TN) / (TP + TN + FP + FN).
+Accuracy = (TP + TN) / (TP + TN + FP + FN). With the "multilabel" config it is the subset accuracy: the
+fraction of examples whose whole 0/1 label vector is right.
 """
 
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions (`list` of `int`): Predicted labels.
-    references (`list` of `int`): Ground truth labels.
+    predictions (`list` of `int`): Predicted labels (with the "multilabel" config: a 0/1 list per example).
+    references (`list` of `int`): Ground truth labels (with the "multilabel" config: a 0/1 list per example).
     normalize (`bool`): If False, return the number of correct predictions instead of the fraction. Defaults to True.
     sample_weight (`list` of `float`): Sample weights. Defaults to None.
 Returns:

@@ -9,7 +9,8 @@ _DESCRIPTION = """
 chrF is the F-score of character n-gram matches (n = 1..6) between predictions and references, computed
 over the whole corpus by sacrebleu. With word_order=2 it also counts word unigrams and bigrams (chrF++).
 beta weighs recall beta times as much as precision (default 2). It is robust to morphology and needs no
-tokenization.
+tokenization. The arguments, defaults and result keys are those of the Hugging Face Hub's `chrf` metric
+(which also wraps sacrebleu), except that the number of references may vary per prediction.
 """
 
 _KWARGS_DESCRIPTION = """
@@ -25,11 +26,12 @@ Args:
     eps_smoothing (`bool`): Use the epsilon smoothing of chrF++.py / NLTK / Moses instead of sacrebleu's
         effective-order smoothing. Defaults to False.
 Returns:
-    chrf (`float`): Corpus chrF (or chrF++) score, in [0, 100] as sacrebleu reports it.
+    score (`float`): Corpus chrF (or chrF++) score, in [0, 100] as sacrebleu reports it.
+    char_order (`int`), word_order (`int`), beta (`int`): The settings the score was computed with.
 Example:
     >>> metric = evaluate.load("path/to/ftcli/evaluation/metrics/chrf")
     >>> metric.compute(predictions=["the cat sat on the mat"], references=["the cat sat on the mat"])
-    {'chrf': 100.0}
+    {'score': 100.0, 'char_order': 6, 'word_order': 0, 'beta': 2}
 """
 
 _CITATION = """
@@ -56,7 +58,11 @@ class Chrf(TextMetric, evaluate.Metric):
     _kwargs_description = _KWARGS_DESCRIPTION
     _citation = _CITATION
     _codebase_urls = ["https://github.com/mjpost/sacrebleu"]
-    _reference_urls = ["https://aclanthology.org/W15-3049", "https://aclanthology.org/W17-4770"]
+    _reference_urls = [
+        "https://aclanthology.org/W15-3049",
+        "https://aclanthology.org/W17-4770",
+        "https://huggingface.co/spaces/evaluate-metric/chrf",
+    ]
 
     def _compute(
         self,
@@ -78,4 +84,10 @@ class Chrf(TextMetric, evaluate.Metric):
             eps_smoothing=eps_smoothing,
         )
         score = chrf.corpus_score(list(predictions), reference_streams(references))
-        return {"chrf": float(score.score)}
+        # the Hub metric's result keys: the score under "score" (not "chrf"), with the orders and beta used
+        return {
+            "score": float(score.score),
+            "char_order": int(score.char_order),
+            "word_order": int(score.word_order),
+            "beta": int(score.beta),
+        }

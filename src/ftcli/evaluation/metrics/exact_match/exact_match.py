@@ -10,6 +10,13 @@ from ftcli.evaluation.metrics._text import TextMetric
 _DESCRIPTION = """
 Exact match is the fraction of predictions that are identical to their reference, character for character,
 after the optional normalisations below. It is 1.0 when every prediction matches and 0.0 when none does.
+
+Arguments, defaults, the order of the normalisations and the result are those of the Hugging Face Hub's
+`exact_match` metric. It compares Python strings where the Hub compares numpy string arrays, which differs
+only on artefacts of those arrays: trailing NUL characters are ignored there and a lowercased character
+that grows longer ("İ") can be cut short. A single regex passed as a plain string is one pattern here,
+where the Hub would take each of its characters as a pattern. With no predictions the score is 0.0 (the
+Hub returns nan).
 """
 
 _KWARGS_DESCRIPTION = """

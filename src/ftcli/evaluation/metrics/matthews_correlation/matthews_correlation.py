@@ -1,9 +1,10 @@
 """Matthews correlation metric bundled with ftcli (works offline; loaded via ``evaluate.load(<path>)``)."""
 
 import evaluate
+import numpy as np
 from sklearn.metrics import matthews_corrcoef
 
-from ftcli.evaluation.metrics._sklearn import SklearnMetric
+from ftcli.evaluation.metrics._sklearn import MULTILABEL, SklearnMetric
 
 _DESCRIPTION = """
 The Matthews correlation coefficient (MCC) measures the quality of binary and multiclass classifications.
@@ -13,11 +14,13 @@ than random, -1 total disagreement. It is informative even when the classes are 
 
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions (`list` of `int`): Predicted labels.
-    references (`list` of `int`): Ground truth labels.
+    predictions (`list` of `int`): Predicted labels (with the "multilabel" config: a 0/1 list per example).
+    references (`list` of `int`): Ground truth labels (with the "multilabel" config: a 0/1 list per example).
     sample_weight (`list` of `float`): Sample weights. Defaults to None.
+    average (`str` or None): With the "multilabel" config, "macro" averages the per-label coefficients and
+        None (default) returns them as a list; any other value is an error. Ignored otherwise (as on the Hub).
 Returns:
-    matthews_correlation (`float`): Matthews correlation coefficient, in [-1, 1].
+    matthews_correlation (`float`, or `list` of `float`): Matthews correlation coefficient(s), in [-1, 1].
 Example:
     >>> metric = evaluate.load("path/to/ftcli/evaluation/metrics/matthews_correlation")
     >>> metric.compute(predictions=[0, 1, 1, 0], references=[0, 1, 1, 0])
@@ -46,5 +49,17 @@ class MatthewsCorrelation(SklearnMetric, evaluate.Metric):
     _citation = _CITATION
     _reference_urls = ["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.matthews_corrcoef.html"]
 
-    def _compute(self, predictions, references, sample_weight=None):
-        return super()._compute(predictions, references, sample_weight=sample_weight)
+    def _compute(self, predictions, references, sample_weight=None, average=None):
+        if self.config_name != MULTILABEL:
+            return super()._compute(predictions, references, sample_weight=sample_weight)
+        if average not in (None, "macro"):
+            raise ValueError(f"matthews_correlation: invalid average={average!r}; expected 'macro' or None")
+        predictions, references = np.asarray(predictions), np.asarray(references)
+        if predictions.ndim != 2 or references.ndim != 2:
+            raise ValueError("matthews_correlation (multilabel): predictions and references must be 2-dimensional")
+        # one coefficient per label (column), as the Hub metric computes them
+        per_label = [
+            float(matthews_corrcoef(references[:, i], predictions[:, i], sample_weight=sample_weight))
+            for i in range(references.shape[1])
+        ]
+        return {self._key: float(np.mean(per_label)) if average == "macro" else per_label}

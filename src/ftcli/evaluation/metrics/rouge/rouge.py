@@ -12,6 +12,13 @@ common subsequence of the whole texts, and rougeLsum the summary-level LCS over 
 to be separated by newlines ("\\n"). Each score is an F-measure per example, averaged over the examples.
 Texts are lowercased and split on non-alphanumeric characters (rouge-score's default tokenizer), so it
 suits English; pass `tokenizer` for other languages.
+
+Arguments, defaults and result keys are those of the Hugging Face Hub's `rouge` metric, and so are the
+per-example scores (use_aggregator=False). The aggregate differs on purpose: the Hub's is the median of
+the means of 1000 bootstrap resamples of the examples (rouge-score's BootstrapAggregator, under the numpy
+seed evaluate draws when the module is loaded), a random estimate of the plain mean returned here. The two
+agree to within that sampling noise (measured: about 1e-3 on 200 examples, 1e-2 on 5), and exactly where
+resampling cannot move the median (one or two examples).
 """
 
 _KWARGS_DESCRIPTION = """
