@@ -44,7 +44,8 @@ def eval_json(*args: str) -> dict:
 def test_sft_full_finetune_learns_and_writes_the_run_contract(workdir, tiny_llama):
     rows = repo_rows("pirate", 80)
     # After the 80 real rows, one row for each cleaning step: cleaning must leave exactly those 80.
-    noise = [rows[3], {**rows[7], "prompt": rows[7]["prompt"] + "  \r\n"},  # duplicates (the 2nd once normalised)
+    # duplicates (the 2nd once normalised: U+212A KELVIN SIGN is NFC's "K", in "Kyiv")
+    noise = [rows[3], {**rows[64], "response": rows[64]["response"].replace("K", "\u212a")},
              {"prompt": "Say hello.", "response": ""},  # incomplete
              {"prompt": "Hi?", "response": "Arr."},  # too short
              {"prompt": "Tell me a long tale.", "response": " ".join(["Arr,"] * 80)}]  # too long

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ftcli.errors import ModelError, UserError
-from ftcli.exporting.gguf import LLAMA3_SPLIT, export_gguf
+from ftcli.exporting.gguf import export_gguf
+from ftcli.exporting.gguf_tokenizer import LLAMA3_SPLIT
 
 REPO = Path(__file__).resolve().parents[1]
 SMOLLM2 = REPO / "models" / "smollm2-135m-instruct"

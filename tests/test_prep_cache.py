@@ -96,6 +96,23 @@ def test_only_the_chat_template_changed_misses_the_cache(workdir, tiny_llama, fr
     assert second.examples != first.examples
 
 
+@pytest.mark.parametrize("library", ["tokenizers", "transformers", "jinja2"])
+def test_another_version_of_a_tokenizing_library_misses_the_cache(workdir, tiny_llama, fresh_cache, counted,
+                                                                  monkeypatch, library):
+    """The same rows and tokenizer under an upgraded library may tokenize differently: no reuse."""
+    import importlib.metadata
+
+    data = _sft_data(workdir)
+    _prepare(tiny_llama, data)
+    _prepare(tiny_llama, data)
+    assert len(counted) == 2  # the same versions reuse the entries
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: "999.0" if name == library else real(name))
+    _prepare(tiny_llama, data)
+    assert len(counted) == 4, f"a new {library} version reused the cached examples"
+
+
 def test_cache_off_always_tokenizes(workdir, tiny_llama, fresh_cache, counted):
     data = _sft_data(workdir)
     _prepare(tiny_llama, data, cache=False)
@@ -126,6 +143,24 @@ def test_classification_labels_survive_the_cache(workdir, tiny_bert, fresh_cache
     assert len(counted) == 2
     assert second.examples == first.examples
     assert all(isinstance(e["labels"], int) for e in second.examples)
+
+
+def test_masked_lm_examples_survive_the_cache(workdir, tiny_bert, fresh_cache, counted):
+    """Training examples carry no labels (the collator masks them), eval ones their fixed masks."""
+    from ftcli.data.tokenize import IGNORE_INDEX
+
+    data = write_jsonl(workdir / "reviews.jsonl", repo_rows("reviews", 30))
+    recipe = parse_recipe({"task": "masked-lm", "model": {"name_or_path": str(tiny_bert)},
+                           "data": {"train": str(data), "eval_fraction": 0.3}})
+    splits = load_splits(recipe)
+    tokenizer = load_tokenizer(recipe.model)
+    first = prepare_splits(recipe, splits, tokenizer, None)
+    second = prepare_splits(recipe, splits, tokenizer, None)
+    assert len(counted) == 2, "the second preparation tokenized again"
+    (train, ev), (cached_train, cached_eval) = first, second
+    assert cached_train.examples == train.examples and cached_eval.examples == ev.examples
+    assert all(set(e) == {"input_ids"} for e in cached_train.examples)
+    assert all(IGNORE_INDEX in e["labels"] and len(e["labels"]) == len(e["input_ids"]) for e in cached_eval.examples)
 
 
 def test_a_second_finetune_of_the_same_recipe_does_not_tokenize(workdir, tiny_llama, fresh_cache, counted):

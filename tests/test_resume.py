@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import repo_rows, write_jsonl
-from ftcli.training.checkpoints import MARKER
+from ftcli.training.checkpoints import IN_PROGRESS, MARKER
 
 MAX_STEPS = 160
 
@@ -132,14 +132,18 @@ def test_a_half_written_newest_checkpoint_is_skipped(tmp_path, tiny_llama, refer
     code, output = finish(start(recipe))
     assert code == 0, output[-3000:]
 
-    # Make it look unfinished, with a torn newest checkpoint (killed while saving) and an empty one.
+    # Make it look unfinished, with a torn newest checkpoint (killed while saving: claimed, never marked
+    # complete) and one killed right after it was claimed.
     import shutil
+
+    from ftcli.training.checkpoints import claim
 
     shutil.rmtree(run_dir / "model")
     (run_dir / "train_results.json").unlink()
     (run_dir / "checkpoint-40" / MARKER).unlink()
+    (run_dir / "checkpoint-40" / IN_PROGRESS).write_text('{"global_step": 40}')
     (run_dir / "checkpoint-40" / "optimizer.pt").write_bytes(b"\0" * 10)
-    (run_dir / "checkpoint-60").mkdir()
+    claim(run_dir / "checkpoint-60", 60)
 
     code, output = finish(start(recipe))
     assert code == 0, output[-3000:]
@@ -160,3 +164,86 @@ def test_resume_refuses_a_recipe_change_that_breaks_it_and_allows_harmless_ones(
     code, output = finish(start(recipe, "--set", "train.logging_steps=7"))
     assert code == 0, output[-3000:]
     assert "allowed on resume): train.logging_steps" in output
+
+
+# ------------------------------------------------------------------ which checkpoints are ours
+
+def _foreign_checkpoint(folder: Path) -> None:
+    """What a plain transformers Trainer leaves: no ftcli marker."""
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"\x01" * 32)
+
+
+def test_checkpoints_without_an_ftcli_marker_are_left_alone_and_never_resumed(tmp_path):
+    from ftcli.training.checkpoints import last_complete
+
+    run = tmp_path / "run"
+    _foreign_checkpoint(run / "checkpoint-30")
+    said = []
+    assert last_complete(run, warn=said.append) is None
+    assert (run / "checkpoint-30" / "model.safetensors").read_bytes() == b"\x01" * 32
+    assert said == ["skipping checkpoint-30: not written by ftcli (no ftcli-complete.json); leaving it alone"]
+
+
+def test_a_checkpoint_is_claimed_then_complete_and_only_ours_are_removed(tmp_path):
+    from ftcli import runs
+    from ftcli.training.checkpoints import claim, foreign, is_complete, last_complete, mark_complete
+
+    run = tmp_path / "run"
+    claim(run / "checkpoint-10", 10)
+    assert sorted(p.name for p in (run / "checkpoint-10").iterdir()) == [IN_PROGRESS]  # before any file
+    (run / "checkpoint-10" / "model.safetensors").write_bytes(b"w")
+    mark_complete(run / "checkpoint-10", 10)
+    assert sorted(p.name for p in (run / "checkpoint-10").iterdir()) == [MARKER, "model.safetensors"]
+    assert is_complete(run / "checkpoint-10")
+    claim(run / "checkpoint-20", 20)  # killed while saving
+    (run / "checkpoint-20" / "model.safetensors").write_bytes(b"tor")
+    _foreign_checkpoint(run / "checkpoint-30")
+    assert runs.looks_like_run(run) and foreign(run) == [run / "checkpoint-30"]
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+    # Saved again at the same step: claimed in place, and no longer complete until marked again.
+    claim(run / "checkpoint-10", 10)
+    assert not is_complete(run / "checkpoint-10") and (run / "checkpoint-10" / "model.safetensors").is_file()
+    mark_complete(run / "checkpoint-10", 10)
+
+    assert last_complete(run, warn=lambda message: None) == run / "checkpoint-10"
+    assert not (run / "checkpoint-20").exists()  # ours and torn: removed
+    assert (run / "checkpoint-30" / "model.safetensors").is_file()  # not ours: kept
+    runs.clear_run(run)  # --overwrite clears ours only
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-30"]
+    assert not runs.looks_like_run(run)  # only foreign checkpoints left: not an ftcli run
+
+
+@pytest.mark.parametrize("saving", [{"save_steps": 2, "max_steps": 4}, {"epochs": 2}])
+def test_every_checkpoint_is_claimed_before_trainer_writes_into_it(workdir, tiny_llama, monkeypatch, saving):
+    """Per step (save_steps) and per epoch (save at each epoch's end): when Trainer starts writing a
+    checkpoint, ftcli's in-progress marker is already in it; once saved, only the completion marker."""
+    from transformers import Trainer
+    from typer.testing import CliRunner
+
+    from ftcli.cli import app
+
+    claimed = []
+    original = Trainer.save_model
+
+    def spy(self, output_dir=None, _internal_call=False):
+        claimed.append((Path(output_dir).name, (Path(output_dir) / IN_PROGRESS).is_file()))
+        return original(self, output_dir, _internal_call)
+
+    monkeypatch.setattr(Trainer, "save_model", spy)
+    data = write_jsonl(workdir / "train.jsonl", repo_rows("pirate", 8))
+    recipe = workdir / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "task": "causal-lm", "model": {"name_or_path": str(tiny_llama)},
+        "data": {"train": str(data), "eval_fraction": 0, "max_length": 64},
+        "train": {"output_dir": "runs/claimed", "batch_size": 4, "logging_steps": 1, "save_total_limit": None,
+                  **saving}}))
+    result = CliRunner().invoke(app, ["finetune", str(recipe)])
+    assert result.exit_code == 0, result.output
+    checkpoints = [name for name, _ in claimed if name.startswith("checkpoint-")]
+    assert checkpoints == ["checkpoint-2", "checkpoint-4"]
+    assert all(was_claimed for name, was_claimed in claimed if name.startswith("checkpoint-")), claimed
+    for name in checkpoints:
+        files = {p.name for p in (workdir / "runs/claimed" / name).iterdir()}
+        assert MARKER in files and IN_PROGRESS not in files

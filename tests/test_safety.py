@@ -361,6 +361,43 @@ def test_existing_folder_that_is_not_a_run_is_refused_and_untouched(workdir, tin
         assert snapshot(target) == before
 
 
+def _trainer_checkpoint(folder: Path) -> None:
+    """A checkpoint as a plain transformers Trainer leaves it: no ftcli marker."""
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"\x01" * 64)
+    (folder / "optimizer.pt").write_bytes(b"\x02" * 64)
+    (folder / "trainer_state.json").write_text('{"global_step": 10}')
+
+
+def test_a_plain_trainer_output_folder_is_refused_and_untouched(workdir, tiny_llama):
+    # Only checkpoint-* folders, none of them ftcli's: not a run (resuming used to delete them all,
+    # and Trainer's save_total_limit rotation would too).
+    target = workdir / "trainer-out"
+    for step in (10, 20):
+        _trainer_checkpoint(target / f"checkpoint-{step}")
+    recipe = tiny_recipe(workdir, tiny_llama, output_dir="trainer-out")
+    before = snapshot(target)
+    for extra in ([], ["--overwrite"]):
+        result = run_cli("finetune", str(recipe), *extra)
+        assert result.exit_code == 2, result.output
+        assert "not an ftcli run" in result.output
+        assert snapshot(target) == before
+
+
+def test_checkpoints_ftcli_did_not_write_are_never_deleted(workdir, tiny_llama):
+    target = workdir / "runs" / "mixed"
+    target.mkdir(parents=True)
+    recipe = tiny_recipe(workdir, tiny_llama, output_dir="runs/mixed")
+    (target / "recipe.yaml").write_text(recipe.read_text())  # an ftcli run ...
+    _trainer_checkpoint(target / "checkpoint-10")  # ... beside a checkpoint it did not write
+    before = snapshot(target)
+    for extra in ([], ["--overwrite"]):
+        result = run_cli("finetune", str(recipe), *extra)
+        assert result.exit_code == 2, result.output
+        assert "checkpoint-10, not written by ftcli" in result.output and "move them out" in result.output
+        assert snapshot(target) == before
+
+
 def test_existing_ftcli_run_folder_is_accepted(workdir, tiny_llama):
     target = workdir / "runs" / "old"
     target.mkdir(parents=True)
@@ -546,3 +583,86 @@ def test_diverging_finetune_exits_3_without_saving_a_model(workdir, tiny_llama):
     run = workdir / "runs" / "safe"
     assert not (run / "model").exists() and not (run / "train_results.json").exists()
 
+
+
+POISON = 250  # a token id (no other row has it) whose embedding this test turns into NaN
+
+
+class _StepRecorder:
+    """Weights, optimizer state and learning rate at the start and end of every optimizer step."""
+
+    def __init__(self):
+        from transformers import TrainerCallback
+
+        records = self.records = {}
+
+        def snapshot(model, optimizer, lr_scheduler) -> dict:
+            import copy
+
+            return {"params": {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
+                    "optimizer": copy.deepcopy(optimizer.state_dict()),
+                    "lr": [g["lr"] for g in optimizer.param_groups],
+                    "schedule": lr_scheduler.state_dict()["last_epoch"]}
+
+        class Recorder(TrainerCallback):
+            def on_step_begin(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kw):
+                records[state.global_step + 1] = {"before": snapshot(model, optimizer, lr_scheduler)}
+
+            def on_step_end(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kw):
+                records[state.global_step]["after"] = snapshot(model, optimizer, lr_scheduler)
+
+        self.callback = Recorder()
+
+
+def _same(a, b) -> bool:
+    """Exactly equal, tensors and nested containers alike."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_skip_leaves_weights_optimizer_and_learning_rate_exactly_as_they_were(tiny_llama, tmp_path):
+    """With gradient accumulation 2, one micro-batch of step 2 has a NaN loss: the whole of step 2 is
+    skipped (AdamW's moments, step count and weight decay, and the LR schedule included), the steps
+    around it train."""
+    import torch
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    from ftcli.data.collators import PadCollator
+    from ftcli.training.trainer import FtcliTrainer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    embeddings = model.get_input_embeddings()
+    embeddings.register_forward_hook(
+        lambda module, args, out: out * float("nan") if (args[0] == POISON).any() else None)
+    rows = [{"input_ids": [5 + i, 6 + i, 7 + i, 8], "labels": [-100, 6 + i, 7 + i, 8]} for i in range(16)]
+    rows[6]["input_ids"][1] = POISON  # step 2 = rows 4-7, its second micro-batch = rows 6-7
+    recorder = _StepRecorder()
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True, max_steps=4,
+                             per_device_train_batch_size=2, gradient_accumulation_steps=2, learning_rate=1e-2,
+                             weight_decay=0.1, train_sampling_strategy="sequential",
+                             save_strategy="no", logging_steps=1)
+    trainer = FtcliTrainer(model=model, args=args, train_dataset=rows, data_collator=PadCollator(0),
+                           callbacks=[recorder.callback], on_nonfinite_loss="skip", causal_lm=True)
+    trainer.train()
+
+    steps = recorder.records
+    assert sorted(steps) == [1, 2, 3, 4]
+    skipped = steps[2]
+    assert _same(skipped["before"]["params"], skipped["after"]["params"])
+    assert _same(skipped["before"]["optimizer"], skipped["after"]["optimizer"])
+    assert skipped["before"]["lr"] == skipped["after"]["lr"]
+    assert skipped["before"]["schedule"] == skipped["after"]["schedule"]
+    for step in (1, 3, 4):  # the others do train, and move the schedule on
+        assert not _same(steps[step]["before"]["params"], steps[step]["after"]["params"]), step
+        assert steps[step]["after"]["schedule"] == steps[step]["before"]["schedule"] + 1, step
+    # The schedule (linear decay) stands still for step 2: step 3 trains at the rate step 2 would have.
+    assert steps[1]["before"]["lr"] != steps[1]["after"]["lr"] == steps[3]["before"]["lr"]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert trainer.skipped_batches == 1 and trainer.skip_steps.skipped_steps == 1

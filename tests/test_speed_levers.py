@@ -184,9 +184,11 @@ def test_finetune_with_passes_or_packing_trains_the_same(workdir, tiny_llama):
     plain = finetune(workdir, tiny_llama, "plain", micro_batch_tokens=None)
     passes = finetune(workdir, tiny_llama, "passes", micro_batch_tokens=64)
     packed = finetune(workdir, tiny_llama, "packed", data={"packing": True}, micro_batch_tokens=None)
+    packed_passes = finetune(workdir, tiny_llama, "packed-passes", data={"packing": True}, micro_batch_tokens=64)
     assert len(plain["losses"]) == 6
     assert passes["losses"] == pytest.approx(plain["losses"], rel=1e-3)
     assert packed["losses"] == pytest.approx(plain["losses"], rel=1e-3)
+    assert packed_passes["losses"] == pytest.approx(plain["losses"], rel=1e-3)
     assert plain["losses"][-1] < plain["losses"][0]  # and it learns
 
 
@@ -264,3 +266,108 @@ def test_lora_dropouts_are_swapped_and_the_adapter_is_unchanged(tmp_path):
     assert len(drops) == 14 and all(d.p == 0.05 for d in drops)
     model.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "adapter_config.json").read_text())["lora_dropout"] == 0.05
+
+
+# ------------------------------------------------------------------ passes through FtcliTrainer
+
+def _trainer(model, tokens, tmp_path):
+    from transformers import TrainingArguments
+
+    from ftcli.training.trainer import FtcliTrainer
+
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True)
+    return FtcliTrainer(model=model, args=args, causal_lm=True, micro_batch_tokens=tokens)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_trainer_passes_give_the_loss_and_gradients_of_one_pass(tmp_path, monkeypatch, packed):
+    """FtcliTrainer.training_step runs a batch in passes of at most 40 tokens, each its own forward and
+    backward (Trainer's training_step, once per pass), and ends with the gradients of one pass. A packed
+    row is cut between examples: every pass starts an example at position 0."""
+    from transformers import Trainer
+
+    rows = examples(lengths=(30, 4, 18, 9, 25, 7))
+    batch = (PackingCollator() if packed else PadCollator(PAD))(rows)
+    num_items = torch.tensor(int((batch["labels"][:, 1:] != IGNORE_INDEX).sum()))
+
+    whole_model = tiny_llama_model()
+    whole_loss = _trainer(whole_model, None, tmp_path).training_step(whole_model, dict(batch), num_items)
+    whole = [p.grad.clone() for p in whole_model.parameters()]
+
+    passes, original = [], Trainer.training_step
+
+    def one_pass(self, model, inputs, num_items_in_batch=None):
+        passes.append(inputs)
+        loss = original(self, model, inputs, num_items_in_batch)
+        assert all(p.grad is not None for p in model.parameters())  # backward ran within the pass
+        assert not loss.requires_grad  # and nothing of its graph is kept for later
+        return loss
+
+    monkeypatch.setattr(Trainer, "training_step", one_pass)
+    model = tiny_llama_model()
+    loss = _trainer(model, 40, tmp_path).training_step(model, dict(batch), num_items)
+
+    assert len(passes) > 1
+    for part in passes:
+        assert part["input_ids"].numel() <= 40 or part["input_ids"].shape[0] == 1
+        if packed:
+            assert part["position_ids"][0, 0] == 0 and "attention_mask" not in part
+    assert sum(p["input_ids"].numel() for p in passes) <= batch["input_ids"].numel()
+    if packed:  # every token, in order, exactly once
+        assert torch.equal(torch.cat([p["input_ids"] for p in passes], dim=1), batch["input_ids"])
+    assert loss.item() == pytest.approx(whole_loss.item(), rel=1e-5)
+    for a, p in zip(whole, model.parameters()):
+        torch.testing.assert_close(p.grad, a, rtol=1e-4, atol=1e-6)
+
+
+def test_split_packed_cuts_only_between_examples_within_the_budget():
+    from ftcli.training.micro_batches import split_packed
+
+    packed = PackingCollator()(examples(lengths=(30, 4, 18, 9, 25, 7, 50)))
+    parts = split_packed(packed, 40)
+    assert [p["input_ids"].shape[1] for p in parts] == [34, 27, 32, 50]  # 50 > 40: a pass of its own
+    for part in parts:
+        assert part["use_cache"] is False and part["position_ids"][0, 0] == 0
+    for key in ("input_ids", "labels", "position_ids"):
+        assert torch.equal(torch.cat([p[key] for p in parts], dim=1), packed[key])
+    assert split_packed(packed, 10_000) == [packed]
+    # A row whose examples' first tokens are targets would lose one at each cut: kept whole.
+    unmarked = dict(packed, labels=packed["input_ids"].clone())
+    assert split_packed(unmarked, 40) == [unmarked]
+
+
+def test_micro_batch_tokens_auto_means_passes_only_where_they_work(tmp_path):
+    from transformers import TrainingArguments
+
+    from ftcli.recipe import TrainSection
+    from ftcli.recipe.train_section import MICRO_BATCH_TOKENS
+    from ftcli.training.trainer import FtcliTrainer
+
+    assert TrainSection().micro_batch_tokens == "auto"
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    for causal_lm, setting, expected in [(True, "auto", MICRO_BATCH_TOKENS), (False, "auto", None),
+                                         (True, None, None), (True, 64, 64)]:
+        trainer = FtcliTrainer(model=tiny_llama_model(), args=args, causal_lm=causal_lm, micro_batch_tokens=setting)
+        assert trainer.micro_batch_tokens == expected, (causal_lm, setting)
+
+
+def test_micro_batch_tokens_is_refused_where_passes_cannot_work():
+    from ftcli.errors import RecipeError
+    from ftcli.recipe import parse_recipe
+
+    def recipe(task="causal-lm", distributed=None, **train):
+        doc = {"task": task, "model": {"name_or_path": "m"}, "data": {"train": "t.jsonl"}, "train": train}
+        return parse_recipe({**doc, "distributed": distributed} if distributed else doc)
+
+    for task in ("sequence-classification", "seq2seq", "masked-lm"):
+        with pytest.raises(RecipeError, match=f"train.micro_batch_tokens is for causal-lm; task {task}"):
+            recipe(task, micro_batch_tokens=256)
+        assert recipe(task).train.micro_batch_tokens == "auto" and recipe(task, micro_batch_tokens=None)
+    with pytest.raises(RecipeError, match="micro_batch_tokens cannot work under distributed.deepspeed"):
+        recipe(distributed={"deepspeed": "recipes/deepspeed/zero2.json"}, micro_batch_tokens=512)
+    with pytest.raises(RecipeError, match="on_nonfinite_loss: skip cannot skip an optimizer step under"):
+        recipe(distributed={"deepspeed": {"zero_optimization": {"stage": 2}}}, on_nonfinite_loss="skip")
+    assert recipe(distributed={"deepspeed": "recipes/deepspeed/zero2.json"}).train.micro_batch_tokens == "auto"
+    for bad in (0, -3, True, "512", "Auto"):
+        with pytest.raises(RecipeError, match="expected a positive number of tokens, auto or null"):
+            recipe(micro_batch_tokens=bad)

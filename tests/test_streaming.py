@@ -40,7 +40,7 @@ def test_stream_rows_reads_lazily_and_cleans(tmp_path):
     path = poisoned(tmp_path / "big.jsonl.gz", rows, bad_at=1500)
     counts: dict = {}
     first = list(islice(stream_rows(recipe(path), counts), 20))
-    assert [r["text"] for r in first[:3]] == ["line 1", "line 2", "line 3"]
+    assert [r["text"] for r in first[:3]] == [" line 1\n", " line 2\n", " line 3\n"]
     assert len(first) == 20 and counts["incomplete"] == 2  # rows 10 and 20 had no text
     with pytest.raises(DataError, match="line 1500 is not valid JSON"):
         list(stream_rows(recipe(path)))  # the bad line is real: only laziness kept it unread
@@ -104,3 +104,80 @@ def test_streaming_training_run_stops_at_max_steps_without_reading_the_whole_fil
     assert 6 <= results["train_samples"] < 900
     assert results["data_cleaning"]["train"]["incomplete"] == 0
     assert (run / "model").is_dir()
+
+
+def test_streaming_with_dataloader_workers_is_a_recipe_error(tmp_path):
+    """Each worker would read the whole stream, and the counts would stay in the workers."""
+    from ftcli.errors import RecipeError
+
+    raw = {"task": "causal-lm", "model": {"name_or_path": "m"},
+           "data": {"train": str(tmp_path / "t.jsonl"), "streaming": True, "eval_fraction": 0},
+           "train": {"max_steps": 3, "dataloader_num_workers": 2}}
+    with pytest.raises(RecipeError) as info:
+        parse_recipe(raw)
+    assert "train.dataloader_num_workers: 0" in str(info.value) and "data.streaming" in str(info.value)
+    raw["train"]["dataloader_num_workers"] = 0
+    assert parse_recipe(raw).train.dataloader_num_workers == 0
+
+
+# ------------------------------------------------------------------ group_by_length on a stream
+
+def streamed_examples(tmp_path, tiny_llama, group_by_length=True, seed=42, epoch=0, batch_size=4) -> list[list[int]]:
+    import random
+
+    from ftcli.data.prepare import prepare_splits
+    from ftcli.modeling.load import load_tokenizer
+
+    words = random.Random(0)
+    path = tmp_path / "varied.jsonl"
+    if not path.exists():  # texts of 1 to 60 words, in no order of length
+        path.write_text("".join(json.dumps({"text": " ".join(["ahoy"] * words.randint(1, 60)) + f" {i}"}) + "\n"
+                                for i in range(300)), encoding="utf-8")
+    r = parse_recipe({"task": "causal-lm", "model": {"name_or_path": str(tiny_llama)},
+                      "data": {"train": str(path), "streaming": True, "eval_fraction": 0, "max_length": 256},
+                      "train": {"max_steps": 3, "batch_size": 2, "gradient_accumulation_steps": batch_size // 2,
+                                "group_by_length": group_by_length, "seed": seed}})
+    stream, _ = prepare_splits(r, load_splits(r), load_tokenizer(r.model), None)
+    stream.set_epoch(epoch)
+    return [e["input_ids"] for e in stream]
+
+
+def padding(examples: list[list[int]], batch_size: int = 4) -> int:
+    batches = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
+    return sum(max(map(len, b)) * len(b) - sum(map(len, b)) for b in batches)
+
+
+def test_streamed_batches_are_grouped_by_length(tmp_path, tiny_llama):
+    plain = streamed_examples(tmp_path, tiny_llama, group_by_length=False)
+    grouped = streamed_examples(tmp_path, tiny_llama)
+    print(f"padding tokens in batches of 4: stream order {padding(plain)}, grouped {padding(grouped)}")
+    assert padding(grouped) < padding(plain) / 4
+    assert sorted(grouped) == sorted(plain) and len(plain) == 300  # every example exactly once
+    assert streamed_examples(tmp_path, tiny_llama) == grouped  # the same seed and epoch: the same order
+    for other in (streamed_examples(tmp_path, tiny_llama, seed=7), streamed_examples(tmp_path, tiny_llama, epoch=1)):
+        assert other != grouped and sorted(other) == sorted(plain)
+
+
+def test_a_short_last_batch_stays_last(tmp_path, tiny_llama):
+    """300 examples in batches of 8 end on a batch of 4. Kept last, it leaves the boundaries of the
+    batches before it where the training data loader cuts them: each is a slice of the sorted window."""
+    grouped = streamed_examples(tmp_path, tiny_llama, batch_size=8)
+    lengths = [[len(e) for e in grouped[i:i + 8]] for i in range(0, 300, 8)]
+    assert len(lengths[-1]) == 4 and min(lengths[-1]) >= max(map(max, lengths[:-1]))  # the 4 longest
+    spans = sorted((min(b), max(b)) for b in lengths[:-1])
+    assert all(low[1] <= high[0] for low, high in zip(spans, spans[1:])), spans  # no two batches overlap
+
+
+def test_the_trainer_tells_the_stream_its_epoch(tmp_path, tiny_llama):
+    """Each pass is ordered by (seed, epoch): accelerate's data loader must hand the epoch on."""
+    from ftcli.data.collators import PadCollator
+    from ftcli.data.token_stream import TokenizedStream
+    from ftcli.training.trainer import FtcliTrainer
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    stream = TokenizedStream(lambda: iter([]), lambda rows: None, batch_size=2, seed=1)
+    trainer = FtcliTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_llama), train_dataset=stream,
+                           args=TrainingArguments(str(tmp_path / "run"), max_steps=1, report_to=[]),
+                           data_collator=PadCollator(0))
+    trainer.get_train_dataloader().set_epoch(5)  # what Trainer calls at the start of every epoch
+    assert stream.epoch == 5

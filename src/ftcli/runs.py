@@ -16,6 +16,10 @@ RECIPE_FILE = "recipe.yaml"  # the resolved recipe the run used
 TRAIN_RESULTS = "train_results.json"
 EVAL_RESULTS = "eval_results.json"
 LOGS_DIR = "logs"  # TensorBoard event files (train.report_to)
+# In checkpoint-N: written before Trainer saves into it, then replaced once every file is on disk
+# (`ftcli.training.checkpoints`). A checkpoint-N with neither is not ours.
+CHECKPOINT_SAVING = "ftcli-saving.json"
+CHECKPOINT_COMPLETE = "ftcli-complete.json"
 # Where to look for runs when none is named: output_dir is usually runs/NAME, sometimes deeper.
 _SEARCH_DEPTH = 3
 _SKIP = {".venv", ".git", "node_modules", "__pycache__", "models"}
@@ -25,10 +29,17 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / TRAIN_RESULTS).is_file() and (run_dir / MODEL_DIR).is_dir()
 
 
+def is_our_checkpoint(path: Path) -> bool:
+    """A `checkpoint-N` folder ftcli wrote (or was writing): it carries one of ftcli's markers."""
+    return path.name.startswith("checkpoint-") and path.is_dir() \
+        and ((path / CHECKPOINT_SAVING).is_file() or (path / CHECKPOINT_COMPLETE).is_file())
+
+
 def looks_like_run(run_dir: Path) -> bool:
-    """Whether ftcli wrote this folder (so clearing or resuming it cannot hurt anything else)."""
+    """Whether ftcli wrote this folder (so clearing or resuming it cannot hurt anything else). Plain
+    Trainer checkpoints do not count: Trainer's save_total_limit rotation would delete them."""
     return (run_dir / RECIPE_FILE).is_file() or (run_dir / MODEL_DIR).is_dir() \
-        or any(p.name.startswith("checkpoint-") for p in run_dir.iterdir())
+        or any(is_our_checkpoint(p) for p in run_dir.iterdir())
 
 
 def special_place(resolved: Path) -> str | None:
@@ -73,10 +84,11 @@ def find_latest_run(base: Path | None = None) -> Path:
 
 
 def clear_run(run_dir: Path) -> None:
-    """Remove what a previous run wrote (for --overwrite), leaving any unrelated files alone."""
+    """Remove what a previous run wrote (for --overwrite), leaving any unrelated files alone (checkpoints
+    without ftcli's marker included)."""
     for child in run_dir.iterdir() if run_dir.is_dir() else []:
         ours = child.name in {MODEL_DIR, ADAPTER_DIR, RECIPE_FILE, TRAIN_RESULTS, EVAL_RESULTS, LOGS_DIR, "runs"} \
-            or child.name.startswith(("checkpoint-", f".{MODEL_DIR}", f".{ADAPTER_DIR}"))
+            or is_our_checkpoint(child) or child.name.startswith((f".{MODEL_DIR}", f".{ADAPTER_DIR}", ".checkpoint-"))
         if ours:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
 

@@ -1,8 +1,10 @@
 """Cleaning rows before training: normalise text, drop incomplete rows, duplicates, and rows too
 short or too long, counting each step so a run can say what it removed and why.
 
-Only the fields the row format reads are touched (`RowFormat.texts`, chat turns' content); labels
-and unused columns stay exactly as read.
+Normalising never changes what a text says, only how the same text is encoded (Unicode NFC, line
+ends): whitespace is content (a code answer's indentation, a reply that opens with a newline), so none
+is stripped. Only the fields the row format reads are touched (`RowFormat.texts`, chat turns'
+content); labels and unused columns stay exactly as read.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ def new_counts() -> dict[str, int]:
 
 
 def normalize_text(text: str) -> str:
-    """NFC (so "e" + combining accent equals "é"), Unix line ends, no surrounding whitespace."""
-    return unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    """NFC (so "e" + combining accent equals "é") and Unix line ends (\\r\\n and \\r become \\n); every
+    other character, surrounding whitespace included, is kept: stripping would unindent code answers."""
+    return unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def normalize_row(row: dict, fmt: RowFormat) -> dict:

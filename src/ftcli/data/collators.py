@@ -1,17 +1,18 @@
 """Batches for the Trainer: padded (dynamic, right side), packed end to end (causal-lm), or with
-tokens hidden for a masked LM to recover. `data_collator` picks the one a recipe trains with; eval
-uses the same one, so base and tuned models see the same batches.
+tokens hidden for a masked LM to recover (training; eval examples bring their own fixed masks).
+`data_collator` picks the one a recipe trains with; eval uses the same one, so base and tuned models
+see the same batches.
 """
 
 from __future__ import annotations
 
-from ftcli.data.tokenize import IGNORE_INDEX
-from ftcli.errors import ModelError
+from ftcli.data.tokenize import IGNORE_INDEX, hide_tokens, mask_token_id
 from ftcli.recipe import Recipe
 
 
 class PadCollator:
-    """Pads a list of examples to the longest one in the batch (dynamic padding, right side)."""
+    """Pads a list of examples to the longest one in the batch (dynamic padding, right side).
+    Examples without labels (masked-lm training, before masking) give a batch without labels."""
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
@@ -24,57 +25,56 @@ class PadCollator:
             "input_ids": torch.full((len(examples), width), self.pad_token_id, dtype=torch.long),
             "attention_mask": torch.zeros((len(examples), width), dtype=torch.long),
         }
-        token_labels = isinstance(examples[0]["labels"], list)
-        # Token labels get their own width: a causal LM's match its inputs, an encoder-decoder's
-        # (the target) do not.
-        label_width = max(len(e["labels"]) for e in examples) if token_labels else 0
-        labels = (torch.full((len(examples), label_width), IGNORE_INDEX, dtype=torch.long) if token_labels
-                  else torch.tensor([e["labels"] for e in examples], dtype=torch.long))
         for i, e in enumerate(examples):
             n = len(e["input_ids"])
             batch["input_ids"][i, :n] = torch.tensor(e["input_ids"])
             batch["attention_mask"][i, :n] = 1
-            if token_labels:
-                labels[i, :len(e["labels"])] = torch.tensor(e["labels"])
-        batch["labels"] = labels
+        if "labels" in examples[0]:
+            batch["labels"] = _labels(examples)
         return batch
 
 
+def _labels(examples: list[dict]):
+    import torch
+
+    if not isinstance(examples[0]["labels"], list):  # class ids
+        return torch.tensor([e["labels"] for e in examples], dtype=torch.long)
+    # Token labels get their own width: a causal LM's match its inputs, an encoder-decoder's (the
+    # target) do not.
+    labels = torch.full((len(examples), max(len(e["labels"]) for e in examples)), IGNORE_INDEX, dtype=torch.long)
+    for i, e in enumerate(examples):
+        labels[i, :len(e["labels"])] = torch.tensor(e["labels"], dtype=torch.long)
+    return labels
+
+
 class MaskingCollator:
-    """Pads like PadCollator, then hides `probability` of the real tokens (never special tokens or
-    padding): 80% become the mask token, 10% a random token, 10% stay as they are — BERT's recipe,
-    as in transformers' DataCollatorForLanguageModeling. Seeded: the same seed and batches give the
-    same masks, so `ftcli eval` scores the base and the tuned model on the very same masks."""
+    """masked-lm batches. Training examples (no labels) are padded, then `probability` of their real
+    tokens (never special tokens or padding) are hidden (`tokenize.hide_tokens`), new masks in every
+    batch from a generator seeded once. Eval examples carry masks fixed at tokenization
+    (`tokenize.masked_examples`) and are only padded: every evaluation, during training, after a
+    resume and in `ftcli eval`, scores the very same masks."""
 
     def __init__(self, tokenizer, probability: float, seed: int):
         import torch
 
-        if tokenizer.mask_token_id is None:
-            raise ModelError(f"masked-lm needs a tokenizer with a mask token; {tokenizer.name_or_path or 'this one'} "
-                             "has none", hint="use an encoder's tokenizer (bert, roberta, ...) or tokenizer.train")
         self.pad = PadCollator(tokenizer.pad_token_id)
-        self.mask_id, self.vocab_size, self.probability = tokenizer.mask_token_id, len(tokenizer), probability
+        self.mask_id, self.vocab_size, self.probability = mask_token_id(tokenizer), len(tokenizer), probability
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, examples: list[dict]) -> dict:
         import torch
 
+        carry = sum("labels" in e for e in examples)
+        if carry == len(examples):
+            return self.pad(examples)  # already masked (eval)
+        if carry:
+            raise ValueError("a masked-lm batch mixes examples with fixed masks (eval) and without (training)")
         batch = self.pad(examples)
         ids = batch["input_ids"]
         eligible = batch["attention_mask"].bool() & ~torch.isin(ids, self.special_ids)
-        hidden = eligible & (torch.rand(ids.shape, generator=self.generator) < self.probability)
-        if not hidden.any() and eligible.any():
-            # A batch with nothing hidden has no loss at all (0/0 = NaN): hide one token.
-            hidden.view(-1)[eligible.view(-1).nonzero()[0]] = True
-        batch["labels"] = torch.where(hidden, ids, torch.full_like(ids, IGNORE_INDEX))
-        roll = torch.rand(ids.shape, generator=self.generator)
-        noise = torch.randint(self.vocab_size, ids.shape, generator=self.generator)
-        masked = ids.clone()
-        masked[hidden & (roll < 0.8)] = self.mask_id
-        swap = hidden & (roll >= 0.8) & (roll < 0.9)
-        masked[swap] = noise[swap]
-        batch["input_ids"] = masked
+        batch["input_ids"], batch["labels"] = hide_tokens(ids, eligible, self.probability, self.generator,
+                                                          self.mask_id, self.vocab_size)
         return batch
 
 
@@ -99,7 +99,7 @@ class PackingCollator:
 
 
 def data_collator(recipe: Recipe, tokenizer):
-    """Batches for the task: padded, and for masked-lm with tokens hidden (seeded by train.seed)."""
+    """Batches for the task: padded, and for masked-lm training with tokens hidden (seeded by train.seed)."""
     if recipe.task == "masked-lm":
         return MaskingCollator(tokenizer, recipe.data.mlm_probability, recipe.train.seed)
     if recipe.data.packing:

@@ -3,6 +3,7 @@ a stream tokenized as training consumes it."""
 
 from __future__ import annotations
 
+from ftcli import ranks
 from ftcli.data.sources import describe_source
 from ftcli.data.streaming import stream_rows
 from ftcli.data.token_cache import cached_tokenize
@@ -10,6 +11,13 @@ from ftcli.data.token_stream import TokenizedStream
 from ftcli.data.tokenize import tokenize
 from ftcli.errors import DataError
 from ftcli.recipe import Recipe
+
+
+def stream_batch(recipe: Recipe) -> int | None:
+    """The global batch a stream groups by length (train.group_by_length), as training/trainer.py's
+    sampler groups a dataset in memory; None: stream order."""
+    t = recipe.train
+    return t.batch_size * t.gradient_accumulation_steps * ranks.world_size() if t.group_by_length else None
 
 
 def prepare_splits(recipe: Recipe, splits, tokenizer, label2id: dict | None, log=None):
@@ -20,18 +28,20 @@ def prepare_splits(recipe: Recipe, splits, tokenizer, label2id: dict | None, log
     train_source = describe_source(d.train)
     eval_source = describe_source(d.eval) if d.eval else "eval split"
 
-    def tokenize_rows(rows, source):
-        return tokenize(splits.mode, rows, tokenizer, recipe, label2id, source, format=splits.format)
+    def tokenize_rows(rows, source, split):
+        return tokenize(splits.mode, rows, tokenizer, recipe, label2id, source, format=splits.format, split=split)
 
     def prepared(rows, source, split):
         rows_id = f"{splits.fingerprint}/{split}" if getattr(splits, "fingerprint", None) else None
-        return cached_tokenize(lambda: tokenize_rows(rows, source), rows, tokenizer, recipe, log, rows_id,
-                               mode=splits.mode, format=splits.format, label2id=label2id)
+        # `split` in the key too: masked-lm eval examples carry masks, training ones do not.
+        return cached_tokenize(lambda: tokenize_rows(rows, source, split), rows, tokenizer, recipe, log, rows_id,
+                               mode=splits.mode, format=splits.format, label2id=label2id, split=split)
 
     if d.streaming:
         counts = splits.cleaning.setdefault("train", {})  # filled in as the stream goes by
         train_set = TokenizedStream(lambda: stream_rows(recipe, counts),
-                                    lambda rows: tokenize_rows(rows, train_source), train_source)
+                                    lambda rows: tokenize_rows(rows, train_source, "train"), train_source,
+                                    batch_size=stream_batch(recipe), seed=recipe.train.seed)
     else:
         train_set = prepared(splits.train, train_source, "train")
         if not train_set.examples:

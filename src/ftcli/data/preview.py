@@ -51,7 +51,9 @@ def _runs(ids: list[int], labels: list[int]) -> list[tuple[list[int], bool]]:
 
 def _example(example: dict, tokenizer, mode: str, id2label: dict | None) -> ExamplePreview:
 
-    ids, labels = example["input_ids"], example["labels"]
+    # masked-lm training examples carry no labels (the collator hides tokens): every token is learned.
+    ids = example["input_ids"]
+    labels = example.get("labels", ids)
     if mode == "classification":
         return ExamplePreview([(tokenizer.decode(ids), True)], len(ids), label=id2label[labels])
     if mode == "seq2seq":  # labels are the decoder's tokens, not aligned with the input

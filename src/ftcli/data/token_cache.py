@@ -22,9 +22,14 @@ from ftcli.data.cache_store import cache_dir, code_version
 from ftcli.data.tokenize import Tokenized
 from ftcli.io import write_atomically
 from ftcli.recipe import Recipe
+from ftcli.versions import package_versions
 
 # Modules whose code decides what tokenization produces: editing them invalidates every entry.
 _CODE = ("data/tokenize.py", "data/templates.py", "data/collators.py")
+# Libraries that produce the token ids: the tokenizers backend splits text, transformers drives it
+# (special tokens, truncation, chat templates) and jinja2 renders the templates. An upgrade of any
+# may change the ids of the same rows, so it invalidates every entry.
+_LIBRARIES = ("tokenizers", "transformers", "jinja2")
 
 
 def _backend_text(backend) -> str:
@@ -72,7 +77,8 @@ def cache_key(rows: list[dict], tokenizer, recipe: Recipe, rows_id: str | None =
             digest.update(b"\n")
         rows_id = digest.hexdigest()
     header = {"rows": rows_id, "n": len(rows), "tokenizer": tokenizer_fingerprint(tokenizer),
-              "settings": _settings(recipe), "code": code_version(_CODE), "extra": extra}
+              "settings": _settings(recipe), "code": code_version(_CODE),
+              "libraries": package_versions(_LIBRARIES), "extra": extra}
     return hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
@@ -82,11 +88,13 @@ def _save(path: Path, tokenized) -> None:
     examples = tokenized.examples
     arrays = {"lengths": np.array([len(e["input_ids"]) for e in examples], dtype=np.int64),
               "input_ids": np.array([t for e in examples for t in e["input_ids"]], dtype=np.int64)}
-    if examples and isinstance(examples[0]["labels"], list):
+    first = examples[0] if examples else {}
+    if isinstance(first.get("labels"), list):
         arrays["label_lengths"] = np.array([len(e["labels"]) for e in examples], dtype=np.int64)
         arrays["labels"] = np.array([t for e in examples for t in e["labels"]], dtype=np.int64)
-    else:
+    elif "labels" in first:
         arrays["class_labels"] = np.array([e["labels"] for e in examples], dtype=np.int64)
+    # Neither: masked-lm training examples, whose labels the collator makes batch by batch.
     arrays["counts"] = np.array([tokenized.truncated, tokenized.dropped], dtype=np.int64)
     write_atomically(path, lambda handle: np.savez(handle, **arrays))
 
@@ -100,14 +108,17 @@ def _split(flat, lengths) -> list[list[int]]:
 def _load(path: Path):
     import numpy as np
 
-
     with np.load(path, allow_pickle=False) as saved:
         inputs = _split(saved["input_ids"], saved["lengths"])
         if "labels" in saved:
             labels = _split(saved["labels"], saved["label_lengths"])
-        else:
+        elif "class_labels" in saved:
             labels = saved["class_labels"].tolist()
+        else:
+            labels = None
         truncated, dropped = saved["counts"].tolist()
+    if labels is None:
+        return Tokenized([{"input_ids": ids} for ids in inputs], truncated, dropped)
     examples = [{"input_ids": ids, "labels": label} for ids, label in zip(inputs, labels)]
     return Tokenized(examples, truncated, dropped)
 

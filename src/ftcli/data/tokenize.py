@@ -3,16 +3,18 @@ classification and masked-lm.
 
 SFT prompts are rendered by `templates` (data.template), for training here and for generation, so a
 tuned model is always asked in exactly the shape it was trained on (tests/test_templates.py checks the
-two agree token for token). Batching is `collators`.
+two agree token for token). masked-lm eval examples are masked here, once, seeded per example (so
+every evaluation scores the same masks); training ones are masked batch by batch in `collators`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from ftcli.data import templates
 from ftcli.data.row_formats import columns_of
-from ftcli.errors import DataError
+from ftcli.errors import DataError, ModelError
 from ftcli.recipe import Recipe
 
 IGNORE_INDEX = -100  # label value the loss skips (prompt tokens, padding)
@@ -156,23 +158,80 @@ def tokenize_classification(rows: list[dict], tokenizer, recipe: Recipe, label2i
     return Tokenized(out, truncated)
 
 
-def tokenize_masked(rows: list[dict], tokenizer, recipe, source: str = "data") -> Tokenized:
-    """Each row's text with the tokenizer's own special tokens; the collator picks what to mask."""
-    field = recipe.data.text_field
-    if rows and field not in rows[0]:
-        raise DataError(f"{source}: masked-lm learns from plain text, but the rows have no '{field}' field "
+def mask_token_id(tokenizer) -> int:
+    if tokenizer.mask_token_id is None:
+        raise ModelError(f"masked-lm needs a tokenizer with a mask token; {tokenizer.name_or_path or 'this one'} "
+                         "has none", hint="use an encoder's tokenizer (bert, roberta, ...) or tokenizer.train")
+    return tokenizer.mask_token_id
+
+
+def hide_tokens(ids, eligible, probability: float, generator, mask_id: int, vocab_size: int):
+    """(inputs, labels) with `probability` of the `eligible` positions of `ids` (a tensor of any shape)
+    hidden: 80% become the mask token, 10% a random token, 10% stay as they are — BERT's recipe, as in
+    transformers' DataCollatorForLanguageModeling. Labels are the hidden tokens, -100 elsewhere."""
+    import torch
+
+    hidden = eligible & (torch.rand(ids.shape, generator=generator) < probability)
+    if not hidden.any() and eligible.any():
+        # Nothing hidden means no loss at all (0/0 = NaN): hide one token.
+        hidden.view(-1)[eligible.reshape(-1).nonzero()[0]] = True
+    labels = torch.where(hidden, ids, torch.full_like(ids, IGNORE_INDEX))
+    roll = torch.rand(ids.shape, generator=generator)
+    noise = torch.randint(vocab_size, ids.shape, generator=generator)
+    masked = ids.clone()
+    masked[hidden & (roll < 0.8)] = mask_id
+    swap = hidden & (roll >= 0.8) & (roll < 0.9)
+    masked[swap] = noise[swap]
+    return masked, labels
+
+
+def _example_seed(seed: int, ids: list[int]) -> int:
+    # From the seed and the example's own tokens: its masks are the same whatever else is in the
+    # eval set, in whichever order, in every evaluation, run, resumed run and `ftcli eval`.
+    return int.from_bytes(hashlib.sha256(f"{seed}:{ids}".encode()).digest()[:7], "big")
+
+
+def masked_examples(encoded: list[list[int]], tokenizer, probability: float, seed: int) -> list[dict]:
+    """Eval examples with their tokens hidden once and for all, seeded per example, so that every
+    evaluation of a model sees the same masks (comparable losses for early stopping and best-model
+    selection, and base against tuned in `ftcli eval`)."""
+    import torch
+
+    mask_id, vocab_size = mask_token_id(tokenizer), len(tokenizer)
+    special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+    out = []
+    for ids in encoded:
+        tensor = torch.tensor(ids, dtype=torch.long)
+        generator = torch.Generator().manual_seed(_example_seed(seed, ids))
+        masked, labels = hide_tokens(tensor, ~torch.isin(tensor, special), probability, generator, mask_id,
+                                     vocab_size)
+        out.append({"input_ids": masked.tolist(), "labels": labels.tolist()})
+    return out
+
+
+def tokenize_masked(rows: list[dict], tokenizer, recipe, source: str = "data", split: str = "train") -> Tokenized:
+    """Each row's text with the tokenizer's own special tokens. Training examples carry no labels:
+    the collator hides new tokens in every batch (fresh masks each epoch). Eval examples carry their
+    masks (`masked_examples`)."""
+    d = recipe.data
+    if rows and d.text_field not in rows[0]:
+        raise DataError(f"{source}: masked-lm learns from plain text, but the rows have no '{d.text_field}' field "
                         f"(they have: {', '.join(rows[0])})", hint="set data.text_field to your text field")
-    max_length = recipe.data.max_length
-    encoded = tokenizer([str(r[field]) for r in rows], truncation=True, max_length=max_length)["input_ids"]
-    truncated = sum(len(ids) >= max_length for ids in encoded)  # (or exactly max_length long)
-    return Tokenized([{"input_ids": ids, "labels": list(ids)} for ids in encoded], truncated)
+    texts = [str(r[d.text_field]) for r in rows]
+    # (fast tokenizers fail on an empty batch: no eval split)
+    encoded = tokenizer(texts, truncation=True, max_length=d.max_length)["input_ids"] if texts else []
+    truncated = sum(len(ids) >= d.max_length for ids in encoded)  # (or exactly max_length long)
+    if split == "eval":
+        return Tokenized(masked_examples(encoded, tokenizer, d.mlm_probability, recipe.train.seed), truncated)
+    return Tokenized([{"input_ids": ids} for ids in encoded], truncated)
 
 
 def tokenize(mode: str, rows: list[dict], tokenizer, recipe: Recipe, label2id=None, source="data",
-             format: str | None = None) -> Tokenized:
-    """`format`: the SFT row format (`Splits.format`); None means prompt_response."""
+             format: str | None = None, split: str = "train") -> Tokenized:
+    """`format`: the SFT row format (`Splits.format`); None means prompt_response. `split`: "eval"
+    gives masked-lm examples their (fixed) masks; other tasks tokenize both splits alike."""
     if recipe.task == "masked-lm":
-        return tokenize_masked(rows, tokenizer, recipe, source)
+        return tokenize_masked(rows, tokenizer, recipe, source, split)
     if mode == "sft":
         return tokenize_sft(rows, tokenizer, recipe, format or "prompt_response", source)
     if mode == "classification":

@@ -5,9 +5,8 @@ generates."""
 from __future__ import annotations
 
 import math
-import sys
 
-from ftcli.data.collators import data_collator
+from ftcli.data.collators import PadCollator, data_collator
 from ftcli.data.templates import prompt_and_reference
 from ftcli.data.tokenize import IGNORE_INDEX, tokenize
 from ftcli.errors import UserError
@@ -15,6 +14,7 @@ from ftcli.evaluation.metrics import compute_classification_metrics, compute_tex
 from ftcli.evaluation.reports import confusion, per_class_report
 from ftcli.generation.batched import generate_texts
 from ftcli.modeling.load import load_model
+from ftcli.progress import Progress
 from ftcli.recipe import GENERATION_METRICS, Recipe
 
 
@@ -26,10 +26,11 @@ def _batches(examples: list[dict], batch_size: int):
 
 
 def _progress(iterable, total: int, desc: str):
-    from tqdm.auto import tqdm
-
-    # On stderr and gone when done: stdout stays clean for --json.
-    return tqdm(iterable, total=total, desc=desc, leave=False, file=sys.stderr, disable=None)
+    # On stderr (a bar gone when done, or a line now and then): stdout stays clean for --json.
+    with Progress(f"{desc}: batch", total) as progress:
+        for done, item in enumerate(iterable, 1):
+            yield item
+            progress.update(done)
 
 
 def _score_classification(model, examples, collate, batch_size, metric_names, labels, desc) -> tuple[dict, dict]:
@@ -117,13 +118,17 @@ def score_model(recipe: Recipe, mode: str, source, tokenizer, rows, label2id: di
     from transformers import set_seed
 
 
-    examples = tokenize(mode, rows, tokenizer, recipe, label2id, "eval data", format=format).examples
+    # split="eval": masked-lm examples carry the masks training evaluated on (seeded per example).
+    examples = tokenize(mode, rows, tokenizer, recipe, label2id, "eval data", format=format,
+                        split="eval").examples
     if not examples:
         raise UserError("no eval examples left after tokenization (responses cut away by max_length)")
     set_seed(recipe.train.seed)  # a base classifier's fresh head is the same one training started from
     # A from_config base is rebuilt from the run's tokenizer and seed: the weights training started from.
     model = load_model(recipe.task, source, label2id, tokenizer.pad_token_id, tokenizer, recipe.train.seed).eval()
-    collate = data_collator(recipe, tokenizer)  # a fresh masking collator: base and tuned see the same masks
+    # Padded, never packed: the same loss as packed batches (tests/test_architectures.py), and safe for any
+    # model, which a packed batch is only for the architectures finetune accepts packing on.
+    collate = PadCollator(tokenizer.pad_token_id) if recipe.data.packing else data_collator(recipe, tokenizer)
     size = recipe.eval.batch_size
     if mode == "classification":
         return _score_classification(model, examples, collate, size, recipe.eval.metrics, list(label2id), desc)

@@ -12,6 +12,7 @@ from ftcli import runs
 from ftcli.errors import UserError
 from ftcli.exporting.model_card import write_card
 from ftcli.io import write_dir
+from ftcli.progress import Progress
 
 _WEIGHT_FILES = ("config.json", "generation_config.json")
 
@@ -23,9 +24,22 @@ def _tokenizer_files(model_dir: Path) -> list[Path]:
             and not p.name.startswith("pytorch_model") and not p.name.startswith(".")]
 
 
+def _copy_tree(src: Path, dest: Path) -> None:
+    """`src` copied byte for byte (hidden files left out), one progress step per file: a merged
+    model's weights are gigabytes."""
+    files = [p for p in src.rglob("*") if p.is_file() and not any(part.startswith(".") for part in
+                                                                   p.relative_to(src).parts)]
+    with Progress("files copied", len(files)) as progress:
+        def copy(source, target):
+            shutil.copy2(source, target)
+            progress.advance()
+
+        shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".*"), copy_function=copy)
+
+
 def write_merged(run_dir: Path, dest: Path, card: dict) -> None:
     def write(tmp: Path) -> None:
-        shutil.copytree(run_dir / runs.MODEL_DIR, tmp, ignore=shutil.ignore_patterns(".*"))
+        _copy_tree(run_dir / runs.MODEL_DIR, tmp)
         write_card(run_dir, tmp, "model", **card)
 
     write_dir(write, dest)
@@ -33,7 +47,7 @@ def write_merged(run_dir: Path, dest: Path, card: dict) -> None:
 
 def write_adapter(run_dir: Path, dest: Path, card: dict, base_model: str | None) -> None:
     def write(tmp: Path) -> None:
-        shutil.copytree(run_dir / runs.ADAPTER_DIR, tmp, ignore=shutil.ignore_patterns(".*"))
+        _copy_tree(run_dir / runs.ADAPTER_DIR, tmp)
         for path in _tokenizer_files(run_dir / runs.MODEL_DIR):
             if not (tmp / path.name).exists():
                 shutil.copy2(path, tmp / path.name)

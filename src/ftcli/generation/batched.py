@@ -144,8 +144,8 @@ def iter_generate(model, tokenizer, prompts: Iterable[str], settings: GenerateSe
             texts, _ = generate_ids(model, tokenizer, [ids[i] for i in chunk], settings)
             for i, t in zip(chunk, texts):
                 answers[i] = t
-        if progress:
-            progress(min(start + window, len(prompts)), len(prompts))
+            if progress:  # after every batch: a window of 16 can take minutes
+                progress(start + b + len(chunk), len(prompts))
         yield from answers
 
 

@@ -18,6 +18,7 @@ from ftcli.data.readers import iter_jsonl
 from ftcli.errors import DataError, UserError
 from ftcli.generation.batched import _cut_at_stop, generate_ids, iter_generate, prompt_ids
 from ftcli.generation.load import Loaded, log
+from ftcli.progress import Progress
 
 ANSWER_SEPARATOR = "---"  # between the answers to one prompt on stdout (num_return_sequences > 1)
 EXIT_COMMAND = "/exit"
@@ -169,15 +170,12 @@ def write_results(loaded: Loaded, prompts: list[str], out: IO[str], batch_size: 
     model, tokenizer, settings, chat, mode = loaded
     several = settings.num_return_sequences > 1
 
-    def progress(done: int, total: int) -> None:
-        if total > done or total > (batch_size or settings.batch_size):
-            log(f"generated {done}/{total}")
-
     written = 0
-    for prompt, answers in zip(prompts, iter_generate(model, tokenizer, prompts, settings, chat,
-                                                      batch_size, mode, progress)):
-        out.write(json.dumps({"prompt": prompt, "generated_text": answers if several else answers[0]},
-                             ensure_ascii=False) + "\n")
-        written += 1
+    with Progress("generated", len(prompts)) as progress:  # on stderr: `out` may be stdout
+        for prompt, answers in zip(prompts, iter_generate(model, tokenizer, prompts, settings, chat, batch_size,
+                                                          mode, lambda done, total: progress.update(done))):
+            out.write(json.dumps({"prompt": prompt, "generated_text": answers if several else answers[0]},
+                                 ensure_ascii=False) + "\n")
+            written += 1
     out.flush()
     return written

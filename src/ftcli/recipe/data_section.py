@@ -78,15 +78,18 @@ class DataSection(Section):
                                              "padding; positions restart per example, so none attends to "
                                              "another (same loss as padded batches).")
     max_train_samples: int | None = Field(None, gt=0, description="Seeded random sample of N training rows.")
-    normalize: bool = Field(True, description="Unicode NFC, Windows line ends to \\n, and surrounding "
-                                              "whitespace stripped from text fields.")
+    normalize: bool = Field(True, description="Text fields in Unicode NFC with \\r\\n and \\r line ends as "
+                                              "\\n; nothing else changes (whitespace and indentation are kept).")
     dedup: bool = Field(False, description="Drop exact duplicate rows (after normalising).")
     min_chars: int | None = Field(None, gt=0, description="Drop rows whose text fields are shorter in total.")
     max_chars: int | None = Field(None, gt=0, description="Drop rows whose text fields are longer in total.")
     cache: bool = Field(True, description="Reuse tokenized data from an earlier run with the same rows, "
-                                          "tokenizer and data settings (in $FTCLI_CACHE_DIR or ~/.cache/ftcli).")
+                                          "tokenizer, data settings and versions of tokenizers, transformers "
+                                          "and jinja2 (in $FTCLI_CACHE_DIR or ~/.cache/ftcli).")
     streaming: bool = Field(False, description="Read training files lazily, for data larger than memory "
-                                               "(needs train.max_steps; no dedup, held-out split or mixing).")
+                                               "(needs train.max_steps and train.dataloader_num_workers: 0; "
+                                               "no dedup, held-out split or mixing). train.group_by_length "
+                                               "groups within windows of 64 batches.")
 
     @field_validator("train", "eval", mode="before")
     @classmethod

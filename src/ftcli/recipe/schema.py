@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from ftcli.recipe.data_section import TEMPLATE_NAMES, DataInput, DataSection, DataSource
 from ftcli.recipe.section import Section, _nested_model
-from ftcli.recipe.train_section import DistributedSection, TrainSection
+from ftcli.recipe.train_section import DistributedSection, TrainSection, unworkable_train_settings
 
 __all__ = ["TASKS", "Task", "GENERATION_METRICS", "TASK_METRICS", "BEST_MODEL_METRICS", "DEFAULT_METRICS",
            "TEMPLATE_NAMES", "Section", "ModelSection", "TokenizerSection", "TokenizerTraining", "DataInput",
@@ -174,16 +174,34 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
-    def _streaming_needs_max_steps(self) -> "Recipe":
-        if self.data.streaming and self.train.max_steps is None:
-            raise ValueError("data.streaming reads the data lazily, so its length is unknown: set "
-                             "train.max_steps")
+    def _streaming_fits_training(self) -> "Recipe":
+        if not self.data.streaming:
+            return self
+        problems = []
+        if self.train.max_steps is None:
+            problems.append("data.streaming reads the data lazily, so its length is unknown: set train.max_steps")
+        if self.train.dataloader_num_workers:
+            # Every worker would read the whole stream (each row trained once per worker), and the
+            # counts train_results reports (samples, truncated, cleaning) would stay in the workers.
+            problems.append("data.streaming reads and tokenizes in the training process: with "
+                            f"train.dataloader_num_workers: {self.train.dataloader_num_workers} every worker "
+                            "would train on the whole stream; set train.dataloader_num_workers: 0 (or "
+                            "data.streaming: false)")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")
     def _packing_is_for_causal_lm(self) -> "Recipe":
         if self.data.packing and self.task != "causal-lm":
             raise ValueError(f"data.packing is for causal-lm; task {self.task} pads its batches")
+        return self
+
+    @model_validator(mode="after")
+    def _train_settings_that_work(self) -> "Recipe":
+        deepspeed = self.distributed is not None and self.distributed.deepspeed is not None
+        if problems := unworkable_train_settings(self.train, self.task, deepspeed):
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")

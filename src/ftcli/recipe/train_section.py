@@ -45,19 +45,31 @@ class TrainSection(Section):
     gradient_checkpointing: bool = False
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding, "
                                                     "shuffled batch order); false → plain random order.")
-    micro_batch_tokens: int | None = Field(MICRO_BATCH_TOKENS, gt=0, description=(
-        "causal-lm: run each batch in forward/backward passes of at most this many tokens "
-        "(same gradients, bounded activation memory); null → the whole batch at once."))
+    micro_batch_tokens: int | Literal["auto"] | None = Field("auto", description=(
+        "causal-lm: run each batch in forward/backward passes of at most this many tokens (same gradients, "
+        f"bounded activation memory); auto → {MICRO_BATCH_TOKENS} where passes work (not under DeepSpeed, "
+        "only for causal-lm), else whole batches; null → the whole batch at once."))
     dataloader_num_workers: int = Field(0, ge=0, description="Worker processes preparing batches (0 → in "
                                                              "the training process).")
     torch_compile: bool = Field(False, description="Compile the model with torch.compile (slow to start; "
                                                    "measure before relying on it).")
     on_nonfinite_loss: Literal["stop", "skip"] = Field("stop", description="On a NaN/inf loss: stop (exit 3, "
-                                                       "keeping the last good checkpoint) or skip the batch.")
+                                                       "keeping the last good checkpoint) or skip the "
+                                                       "optimizer step (weights, optimizer state and learning "
+                                                       "rate unchanged).")
     report_to: list[Literal["tensorboard", "mlflow", "wandb", "none"]] = Field(
         default_factory=lambda: ["tensorboard"],
         description="Experiment tracking: tensorboard (<output_dir>/logs), mlflow ($MLFLOW_TRACKING_URI, "
                     "else ./mlflow.db), wandb, or none. Nothing is sent anywhere unless you configure it.")
+
+    @field_validator("micro_batch_tokens", mode="before")
+    @classmethod
+    def _tokens_auto_or_null(cls, value):
+        if value is None or value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"expected a positive number of tokens, auto or null (got {value!r})")
+        return value
 
     @field_validator("report_to")
     @classmethod
@@ -67,6 +79,24 @@ class TrainSection(Section):
         if twice := sorted({name for name in value if value.count(name) > 1}):
             raise ValueError(f"{', '.join(twice)} listed more than once")
         return value
+
+
+def unworkable_train_settings(train: TrainSection, task: str, deepspeed: bool) -> list[str]:
+    """Train settings this task or engine cannot honour, which would otherwise be silently ignored."""
+    problems = []
+    if isinstance(train.micro_batch_tokens, int):
+        # Passes add up to the batch only for a loss summed over tokens (ftcli's causal-LM loss), and
+        # DeepSpeed steps its optimizer inside every backward pass.
+        if task != "causal-lm":
+            problems.append(f"train.micro_batch_tokens is for causal-lm; task {task} runs each batch whole "
+                            "(set it to auto or null)")
+        elif deepspeed:
+            problems.append("train.micro_batch_tokens cannot work under distributed.deepspeed, which steps the "
+                            "optimizer inside every backward pass (set it to auto or null)")
+    if train.on_nonfinite_loss == "skip" and deepspeed:
+        problems.append("train.on_nonfinite_loss: skip cannot skip an optimizer step under "
+                        "distributed.deepspeed, which steps inside backward (use stop)")
+    return problems
 
 
 # TrainingArguments' FSDP options (transformers 5): sharding strategy, plus offload / auto_wrap.

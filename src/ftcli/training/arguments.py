@@ -38,6 +38,12 @@ def training_arguments(recipe: Recipe, run_dir: Path):
         save_steps=eval_steps if best else (t.save_steps or 500),
         save_total_limit=t.save_total_limit,
         logging_steps=t.logging_steps,
+        # Progress is ftcli's (`display`): Trainer adds only its plain printer, which display removes.
+        disable_tqdm=True,
+        # Non-padding tokens trained, for the tokens/s the display shows (one count per batch). Packed
+        # rows have no padding and no attention mask: Trainer would count token != pad, missing every
+        # EOS where pad is EOS; there every token is real.
+        include_num_input_tokens_seen="all" if recipe.data.packing else "non_padding",
         activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name for it
         # Similar lengths in a batch: little padding to compute (transformers 5's name for group_by_length).
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",

@@ -19,9 +19,10 @@ from ftcli.modeling.lora import attach_lora
 from ftcli.modeling.save import save_final_model
 from ftcli.progress import log
 from ftcli.recipe import Recipe, save_recipe
-from ftcli.training import distributed, tracking
+from ftcli.training import architectures, distributed, tracking
 from ftcli.training.arguments import picks_best_model, training_arguments, training_eval
 from ftcli.training.callbacks import GuardCallback, StopSignals
+from ftcli.training.display import TrainingDisplay
 from ftcli.training.final_model import save_sharded_final_model
 from ftcli.training.preflight import PreparedData, prepare_data
 from ftcli.training.resume import resume_point
@@ -122,21 +123,26 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
         data = prepare_data(recipe, log)
     set_seed(recipe.train.seed)  # a new classification head is initialised the same way every run
     model = _model(recipe, data)
+    if recipe.data.packing:  # before training: packed examples must not see each other
+        architectures.check_packing(model)
 
     if distributed.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, run_dir / runs.RECIPE_FILE)
     t = recipe.train
     evaluation = training_eval(recipe, data.eval_set.examples, data.label2id)
-    with StopSignals(log) as stop, tracking.session(recipe, run_dir, log) as recipe_params:
+    with StopSignals(log) as stop, tracking.session(recipe, run_dir, log) as recipe_params, \
+            TrainingDisplay() as display:
         guard = GuardCallback(stop)
         callbacks = [guard, recipe_params] + evaluation.pop("callbacks")
         trainer = FtcliTrainer(model=model, args=training_arguments(recipe, run_dir),
                                data_collator=data_collator(recipe, data.tokenizer),
                                train_dataset=data.train_set.examples, processing_class=data.tokenizer,
                                callbacks=callbacks, on_nonfinite_loss=t.on_nonfinite_loss,
-                               causal_lm=recipe.task == "causal-lm", micro_batch_tokens=t.micro_batch_tokens,
+                               **architectures.loss_levers(model, recipe.task == "causal-lm",
+                                                           t.micro_batch_tokens, log),
                                **evaluation)
+        display.take_over(trainer)  # our bar or lines on stderr, not Trainer's printed dicts
         if resume:
             log(f"resuming from {resume.name}")
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)

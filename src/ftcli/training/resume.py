@@ -18,6 +18,7 @@ from ftcli.training import checkpoints
 def resume_point(recipe: Recipe, run_dir: Path, overwrite: bool) -> Path | None:
     """Refuse what must not happen to `run_dir`; return the checkpoint to resume from, if any."""
     runs.check_output_dir(run_dir)
+    _refuse_foreign_checkpoints(run_dir)
     if overwrite:
         runs.clear_run(run_dir)
         return None
@@ -37,6 +38,16 @@ def resume_point(recipe: Recipe, run_dir: Path, overwrite: bool) -> Path | None:
     if harmless:
         log(f"recipe changed since the checkpoint (allowed on resume): {', '.join(harmless)}")
     return checkpoint
+
+
+def _refuse_foreign_checkpoints(run_dir: Path) -> None:
+    """Checkpoints ftcli did not write are never resumed from nor removed by ftcli, but Trainer would
+    rotate them away (save_total_limit) or write into one of the same step: refuse to run beside them."""
+    if found := checkpoints.foreign(run_dir):
+        names = ", ".join(p.name for p in found)
+        raise UserError(f"{run_dir} holds {names}, not written by ftcli (no {checkpoints.MARKER}); "
+                        "training here could delete or overwrite them",
+                        hint="move them out of the folder, or set train.output_dir to a new directory")
 
 
 # Recipe keys whose change makes an old checkpoint meaningless for the new run. Anything else
