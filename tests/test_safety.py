@@ -309,14 +309,19 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
 # 2. Dangerous output folders are refused before anything is written.
 # --------------------------------------------------------------------------------------------------
 
-def test_output_dir_cwd_is_refused(workdir, tiny_llama):
-    recipe = tiny_recipe(workdir, tiny_llama, output_dir=".")
-    before = snapshot(workdir)
+def assert_refused_untouched(recipe: Path, folder: Path, *phrases: str) -> None:
+    """finetune, with and without --overwrite, exits 2 naming the problem and changes nothing in `folder`."""
+    before = snapshot(folder)
     for extra in ([], ["--overwrite"]):
         result = run_cli("finetune", str(recipe), *extra)
         assert result.exit_code == 2, result.output
-        assert "current directory" in result.output
-    assert snapshot(workdir) == before
+        assert all(phrase in result.output for phrase in phrases), result.output
+        assert snapshot(folder) == before
+
+
+def test_output_dir_cwd_is_refused(workdir, tiny_llama):
+    recipe = tiny_recipe(workdir, tiny_llama, output_dir=".")
+    assert_refused_untouched(recipe, workdir, "current directory")
 
 
 def test_output_dir_filesystem_root_is_refused(workdir, tiny_llama):
@@ -337,12 +342,7 @@ def test_output_dir_home_is_refused(workdir, tiny_llama, monkeypatch, spelling):
     monkeypatch.setenv("HOME", str(home))
     assert Path.home() == home
     recipe = tiny_recipe(workdir, tiny_llama, output_dir="~" if spelling == "~" else str(home))
-    before = snapshot(home)
-    for extra in ([], ["--overwrite"]):
-        result = run_cli("finetune", str(recipe), *extra)
-        assert result.exit_code == 2, result.output
-        assert "home directory" in result.output
-    assert snapshot(home) == before
+    assert_refused_untouched(recipe, home, "home directory")
 
 
 def test_existing_folder_that_is_not_a_run_is_refused_and_untouched(workdir, tiny_llama):
@@ -353,12 +353,7 @@ def test_existing_folder_that_is_not_a_run_is_refused_and_untouched(workdir, tin
     (target / "train_results.json").write_text("{}")
     (target / "sub" / "notes.md").write_text("more")
     recipe = tiny_recipe(workdir, tiny_llama, output_dir="precious")
-    before = snapshot(target)
-    for extra in ([], ["--overwrite"]):
-        result = run_cli("finetune", str(recipe), *extra)
-        assert result.exit_code == 2, result.output
-        assert "not an ftcli run" in result.output
-        assert snapshot(target) == before
+    assert_refused_untouched(recipe, target, "not an ftcli run")
 
 
 def _trainer_checkpoint(folder: Path) -> None:
@@ -376,12 +371,7 @@ def test_a_plain_trainer_output_folder_is_refused_and_untouched(workdir, tiny_ll
     for step in (10, 20):
         _trainer_checkpoint(target / f"checkpoint-{step}")
     recipe = tiny_recipe(workdir, tiny_llama, output_dir="trainer-out")
-    before = snapshot(target)
-    for extra in ([], ["--overwrite"]):
-        result = run_cli("finetune", str(recipe), *extra)
-        assert result.exit_code == 2, result.output
-        assert "not an ftcli run" in result.output
-        assert snapshot(target) == before
+    assert_refused_untouched(recipe, target, "not an ftcli run")
 
 
 def test_checkpoints_ftcli_did_not_write_are_never_deleted(workdir, tiny_llama):
@@ -390,12 +380,7 @@ def test_checkpoints_ftcli_did_not_write_are_never_deleted(workdir, tiny_llama):
     recipe = tiny_recipe(workdir, tiny_llama, output_dir="runs/mixed")
     (target / "recipe.yaml").write_text(recipe.read_text())  # an ftcli run ...
     _trainer_checkpoint(target / "checkpoint-10")  # ... beside a checkpoint it did not write
-    before = snapshot(target)
-    for extra in ([], ["--overwrite"]):
-        result = run_cli("finetune", str(recipe), *extra)
-        assert result.exit_code == 2, result.output
-        assert "checkpoint-10, not written by ftcli" in result.output and "move them out" in result.output
-        assert snapshot(target) == before
+    assert_refused_untouched(recipe, target, "checkpoint-10, not written by ftcli", "move them out")
 
 
 def test_existing_ftcli_run_folder_is_accepted(workdir, tiny_llama):
