@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = (ROOT / ".." / "shared" / "data").resolve()
+# The public data beside the checkout; FTCLI_BENCH_DATA points elsewhere (bench/gpu.sh: a machine that
+# received only the repository, with the data it needs carried inside it).
+DATA = Path(os.environ.get("FTCLI_BENCH_DATA") or ROOT / ".." / "shared" / "data").resolve()
 MODELS = ROOT / "models"
 SMOL = MODELS / "smollm2-135m-instruct"
 MINILM = MODELS / "all-minilm-l6-v2"
@@ -39,18 +41,24 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def worker(script: str, role: str, args: dict, env: dict | None = None, log_dir: Path | None = None) -> dict:
+def worker(script: str, role: str, args: dict, env: dict | None = None, log_dir: Path | None = None,
+           timeout: float | None = None) -> dict:
     """Run `role` of bench/`script` in a fresh interpreter and return its result. Its stderr (library
-    logs, progress bars) goes to a log file, so the bench's own output stays readable."""
+    logs, progress bars) goes to a log file, so the bench's own output stays readable. Past `timeout`
+    seconds the worker is killed and this raises, as for a failed worker."""
     log(f"{Path(script).stem}: {role} ...")
     log_dir = log_dir or ROOT / "bench" / "results"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{Path(script).stem}-{role}.log"
     t0 = time.perf_counter()
     with open(log_path, "w") as err:
-        done = subprocess.run([sys.executable, str(ROOT / "bench" / script), role, json.dumps(args)],
-                              stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT,
-                              env={**os.environ, **(env or {})})
+        try:
+            done = subprocess.run([sys.executable, str(ROOT / "bench" / script), role, json.dumps(args)],
+                                  stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT,
+                                  env={**os.environ, **(env or {})}, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            tail = "".join(log_path.read_text().splitlines(keepends=True)[-15:])
+            raise RuntimeError(f"{script} {role} timed out after {timeout:.0f}s; end of {log_path}:\n{tail}") from None
     results = [line[len(MARK):] for line in done.stdout.splitlines() if line.startswith(MARK)]
     if done.returncode or not results:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-15:])
@@ -66,6 +74,9 @@ def worker_main(roles: dict) -> None:
     role, args = sys.argv[1], json.loads(sys.argv[2])
     result = roles[role](**args)
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)  # at the very end: the whole process's peak
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)  # the GPU's own peak
     print(MARK + json.dumps(result), flush=True)
 
 

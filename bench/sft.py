@@ -43,7 +43,8 @@ def write_data(work: Path, n: int) -> str:
 
 def recipe(data: str, out: str, steps: int, max_length: int, overrides: dict | None = None) -> dict:
     """ftcli's recipe: only what the workload fixes; everything else is ftcli's default (unless
-    `overrides`, {"train.micro_batch_tokens": None, ...}, changes it: bench/levers.py)."""
+    `overrides`, {"train.micro_batch_tokens": None, ...}, changes it: bench/levers.py; bench/gpu.py
+    sets model.name_or_path, model.dtype, train.precision and model.quantization)."""
     recipe = {"task": "causal-lm", "model": {"name_or_path": str(common.SMOL)},
               "data": {"train": data, "max_length": max_length, "eval_fraction": 0}, "lora": LORA,
               "train": {"output_dir": out, "batch_size": BATCH, "max_steps": steps, "learning_rate": LR}}
@@ -86,10 +87,13 @@ def _result(seen: dict, train_s: float, train_loss: float, heldout: float) -> di
             "row_lengths": seen["row_lengths"], "logged_losses": [e["loss"] for e in seen["logs"] if "loss" in e]}
 
 
-def trl_run(data: str, out: str, steps: int, max_length: int, rows_trained: int = 0, heldout_rows: int = 0) -> dict:
+def trl_run(data: str, out: str, steps: int, max_length: int, rows_trained: int = 0, heldout_rows: int = 0,
+            model: str | None = None, bf16: bool = False) -> dict:
     """TRL's SFTTrainer as its docs use it. SmolLM2's chat template has no {% generation %} markers and
     TRL cannot patch it (assistant_only_loss raises), so the chats go in TRL's conversational
-    prompt/completion form, whose default completion-only loss masks exactly the user turn."""
+    prompt/completion form, whose default completion-only loss masks exactly the user turn.
+    `bf16` (bench/gpu.py): the model loaded in bfloat16 and trained under bf16 autocast, as ftcli's
+    model.dtype: bfloat16 with train.precision: bf16 does."""
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -99,13 +103,18 @@ def trl_run(data: str, out: str, steps: int, max_length: int, rows_trained: int 
             for m in (json.loads(line)["messages"] for line in open(data, encoding="utf-8"))]
     config = SFTConfig(output_dir=out, max_length=max_length, per_device_train_batch_size=BATCH, max_steps=steps,
                        learning_rate=LR, lr_scheduler_type="linear", warmup_steps=0, seed=common.SEED,
-                       data_seed=common.SEED, bf16=False, report_to="none",
+                       data_seed=common.SEED, bf16=bf16, report_to="none",
                        # TRL defaults to checkpointing activations; ftcli does not: same compute for both.
                        gradient_checkpointing=False)
     lora = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                       target_modules=LORA["target_modules"], task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=str(common.SMOL), args=config, train_dataset=Dataset.from_list(rows),
-                         peft_config=lora)
+    path = model or str(common.SMOL)
+    if bf16:  # a loaded model: SFTTrainer would otherwise load the checkpoint in its own dtype
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        path = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16)
+    trainer = SFTTrainer(model=path, args=config, train_dataset=Dataset.from_list(rows), peft_config=lora)
     metrics = trainer.train().metrics
     trainer.save_model(out)  # as a user's script would; ftcli saves its model too
     heldout = heldout_loss(trainer.model, trainer.processing_class, rows_trained, heldout_rows, max_length)
@@ -129,7 +138,7 @@ def ftcli_run(data: str, out: str, steps: int, max_length: int, rows_trained: in
     return _result(seen, metrics["train_runtime"], metrics["train_loss"], heldout)
 
 
-def flops(lengths: tuple[int, int] = (64, 256)) -> dict:
+def flops(lengths: tuple[int, int] = (64, 256), model: str | None = None) -> dict:
     """Coefficients of FLOPs(T) = a·T + b·T² for one row of T tokens, forward + backward, LoRA."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -137,7 +146,7 @@ def flops(lengths: tuple[int, int] = (64, 256)) -> dict:
     from transformers import AutoModelForCausalLM
 
     # Eager attention: FlopCounterMode has no formula for the CPU SDPA kernel; the math is the same.
-    model = AutoModelForCausalLM.from_pretrained(common.SMOL, attn_implementation="eager")
+    model = AutoModelForCausalLM.from_pretrained(model or common.SMOL, attn_implementation="eager", dtype="float32")
     model = get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                                              target_modules=LORA["target_modules"], task_type="CAUSAL_LM"))
     model.train()

@@ -78,3 +78,13 @@ def workdir(tmp_path, monkeypatch) -> Path:
     tmp_path = tmp_path.resolve()
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def recipe_problems(raw: dict) -> list[str]:
+    """The problems parse_recipe reports for `raw` (it must refuse it)."""
+    from ftcli.errors import RecipeError
+    from ftcli.recipe import parse_recipe
+
+    with pytest.raises(RecipeError) as caught:
+        parse_recipe(raw)
+    return caught.value.problems

@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 import ftcli
-from conftest import REPO, write_jsonl
-from ftcli.errors import RecipeError
+from conftest import REPO, recipe_problems, write_jsonl
 from ftcli.recipe import parse_recipe, resolve_paths
 
 TINY_LLAMA = {"architecture": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -32,10 +31,7 @@ def recipe_dict(task="causal-lm", from_config=None, tokenizer=None, **sections) 
     return raw
 
 
-def problems(raw: dict) -> list[str]:
-    with pytest.raises(RecipeError) as caught:
-        parse_recipe(raw)
-    return caught.value.problems
+problems = recipe_problems
 
 
 # ---------------------------------------------------------------- recipe checks

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import recipe_problems
 from ftcli.errors import RecipeError, UserError
 from ftcli.recipe import Recipe, apply_overrides, dump_recipe, load_recipe, parse_recipe, read_yaml, resolve_paths, save_recipe
 
@@ -28,10 +29,7 @@ def raw(**sections) -> dict:
     return out
 
 
-def problems(data) -> list[str]:
-    with pytest.raises(RecipeError) as info:
-        parse_recipe(data)
-    return info.value.problems
+problems = recipe_problems
 
 
 def write(path: Path, text: str) -> Path:

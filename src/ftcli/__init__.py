@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ftcli.recipe import Recipe
 
 __version__ = "0.1.0"
-__all__ = ["finetune", "evaluate", "generate", "validate", "preview_data", "load_recipe", "export"]
+__all__ = ["finetune", "evaluate", "generate", "validate", "plan", "preview_data", "load_recipe", "export"]
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> "Recipe":
@@ -53,6 +53,14 @@ def validate(recipe: "Recipe | str | Path") -> dict:
     from ftcli.training.preflight import validate as _validate
 
     return _validate(_as_recipe(recipe))
+
+
+def plan(recipe: "Recipe | str | Path", probe: int = 0):
+    """A run's plan before training: parameters, tokens, steps, peak memory by part, whether it fits
+    this machine (and what to change), and with probe=N the time from N timed steps."""
+    from ftcli.training.plan import plan as _plan
+
+    return _plan(_as_recipe(recipe), probe_steps=probe)
 
 
 def preview_data(recipe: "Recipe | str | Path", n: int = 3):

@@ -20,7 +20,8 @@ import typer
 from ftcli.cli_args import (ExportAdapterOption, ExportBaseModelOption, ExportGgufOption, ExportGgufTypeOption,
                             ExportLicenseOption, ExportMergedOption, ExportOverwriteOption, ExportPrivateOption,
                             ExportPushToHubOption, ExportRunArg, ExportToOption, GenFileOption, GenModelOption,
-                            GenOutputOption, GenPromptArg, GenStopOption, RecipeArg, SetOption,
+                            GenOutputOption, GenPromptArg, GenStopOption, PlanJsonOption, PlanProbeOption,
+                            RecipeArg, SetOption,
                             check_generate_arguments, export_kind)
 
 app = typer.Typer(
@@ -222,6 +223,18 @@ def validate(recipe: RecipeArg, set_: SetOption = None):
     from ftcli.training.preflight import validation_text
 
     typer.echo(validation_text(recipe, ftcli.validate(ftcli.load_recipe(recipe, set_))))
+
+
+@app.command()
+@guarded
+def plan(recipe: RecipeArg, set_: SetOption = None, as_json: PlanJsonOption = False, probe: PlanProbeOption = 0):
+    """Before training: parameters, tokens, steps and the peak memory by part; whether it fits this
+    machine, what to change when not, and (--probe N) how long it takes."""
+    import ftcli
+    from ftcli.training.plan_report import render
+
+    result = ftcli.plan(ftcli.load_recipe(recipe, set_), probe=probe)
+    typer.echo(json.dumps(result.as_json()) if as_json else render(result, recipe))
 
 
 data_app = typer.Typer(help="Look at a recipe's data before training.", no_args_is_help=True, rich_markup_mode=None)

@@ -15,6 +15,10 @@ RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_defaul
 SetOption = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a recipe key, e.g. --set train.learning_rate=1e-4 (repeatable).",
     show_default=False)]
+PlanJsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print only a JSON object: parameters, tokens, steps, memory (bytes), fits, time_s.")]
+PlanProbeOption = Annotated[int, typer.Option(
+    "--probe", min=0, help="Time N real training steps here for the time estimate (0: no probe).")]
 GenPromptArg = Annotated[Optional[str], typer.Argument(
     help="The prompt (omit it with --file or --interactive).", show_default=False)]
 GenModelOption = Annotated[Optional[str], typer.Option(

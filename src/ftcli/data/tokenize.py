@@ -9,6 +9,7 @@ every evaluation scores the same masks); training ones are masked batch by batch
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 
@@ -20,14 +21,42 @@ from ftcli.recipe import Recipe
 IGNORE_INDEX = -100  # label value the loss skips (prompt tokens, padding)
 
 
-def prompt_token_ids(tokenizer, text: str) -> list[int]:
-    """Token ids of a formatted prompt. Chat templates write their own special tokens; plain prompts
-    get the tokenizer's BOS, as a causal LM saw in pre-training."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+def prompt_token_ids(tokenizer, text: str, rendered_chat: bool = False) -> list[int]:
+    """Token ids of a text that opens an example: a prompt, or a plain text to continue.
+
+    A rendered chat carries its template's own special tokens. Other text gets what `tokenizer(text)`
+    adds (a BOS for Llama, Gemma, Mistral), never a closing EOS (it would end the prompt). A tokenizer
+    that has a BOS but adds none itself (GPT-2's, a trained one) gets it too, as a causal LM saw in
+    pre-training; `saved_tokenizer` makes the run's saved tokenizer add it, so `tokenizer(text)` on a
+    finished run gives exactly the ids training used."""
+    plain = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = plain if rendered_chat else _without_closing_eos(tokenizer, tokenizer(text)["input_ids"], plain)
     bos = tokenizer.bos_token_id
     if not templates.has_chat_template(tokenizer) and bos is not None and (not ids or ids[0] != bos):
         ids = [bos] + ids
     return ids
+
+
+def _without_closing_eos(tokenizer, ids: list[int], plain: list[int]) -> list[int]:
+    """`ids` less an EOS the tokenizer appended itself (add_eos_token tokenizers)."""
+    eos = tokenizer.eos_token_id
+    if ids and eos is not None and ids[-1] == eos and (not plain or plain[-1] != eos):
+        return ids[:-1]
+    return ids
+
+
+def saved_tokenizer(tokenizer, task: str):
+    """The tokenizer a causal-lm run saves: one that adds the BOS `prompt_token_ids` gave every text and
+    prompt (transformers' own `add_bos_token`), so plain `tokenizer(text)` on the saved run gives the
+    ids training and `ftcli eval` used. Unchanged where ftcli adds nothing the tokenizer would not."""
+    bos = tokenizer.bos_token_id
+    if task != "causal-lm" or templates.has_chat_template(tokenizer) or bos is None:
+        return tokenizer
+    if tokenizer("a")["input_ids"][:1] == [bos]:
+        return tokenizer
+    aligned = copy.deepcopy(tokenizer)
+    aligned.add_bos_token = True  # rewrites the post-processor (TokenizersBackend.update_post_processor)
+    return aligned if aligned("a")["input_ids"][:1] == [bos] else tokenizer
 
 
 def _answer_ids(tokenizer, response: str) -> list[int]:
@@ -54,8 +83,8 @@ def _sft_pieces(tokenizer, row: dict, recipe: Recipe, kind: str, format: str) ->
     messages = templates.conversation(row, d, format, system)
     texts = templates.chat_segments(tokenizer, messages, chat, last_only=d.assistant_turns == "last")
     # The first piece opens the example and gets BOS as a generation prompt does; the rest continue it.
-    return [(prompt_token_ids(tokenizer, text) if i == 0 else tokenizer(text, add_special_tokens=False)["input_ids"],
-             learn) for i, (text, learn) in enumerate(texts)]
+    return [(prompt_token_ids(tokenizer, text, rendered_chat=True) if i == 0
+             else tokenizer(text, add_special_tokens=False)["input_ids"], learn) for i, (text, learn) in enumerate(texts)]
 
 
 def tokenize_sft(rows: list[dict], tokenizer, recipe: Recipe, format: str = "prompt_response",

@@ -13,6 +13,7 @@ from ftcli.evaluation.reports import confusion_png
 from ftcli.evaluation.scoring import score_model
 from ftcli.exporting.model_card import refresh_run_cards
 from ftcli.io import write_json
+from ftcli.modeling import quantization
 from ftcli.modeling.load import load_tokenizer, local_model
 from ftcli.progress import log
 from ftcli.recipe import Recipe, load_run_recipe, resolve_run
@@ -47,6 +48,10 @@ def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int
     results["tuned"], tuned_details = score_model(recipe, splits.mode, tuned, tokenizer, rows, label2id, "tuned",
                                                   format=splits.format)
     if base:
+        if recipe.model.quantization is not None:  # QLoRA: the base it trained on; model/ is full precision
+            results["base_quantization"] = quantization.record(recipe.model.quantization)
+            log(f"base model: {recipe.model.name_or_path} quantized to "
+                f"{quantization.describe(results['base_quantization'])}, as the adapter was trained on it")
         results["base"], base_details = score_model(recipe, splits.mode, recipe.model, tokenizer, rows, label2id,
                                                     "base", format=splits.format)
     results.update(task=recipe.task, mode=splits.mode, examples=len(rows),

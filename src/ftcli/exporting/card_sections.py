@@ -7,6 +7,7 @@ from typing import Literal
 
 from ftcli.data.sources import describe_source
 from ftcli.modeling.load import TASK_MODEL_CLASSES
+from ftcli.modeling import quantization
 
 Kind = Literal["model", "adapter", "gguf"]
 PEFT_AUTO_CLASSES = {"causal-lm": "AutoPeftModelForCausalLM",
@@ -28,9 +29,7 @@ def training_section(recipe, train_results: dict, base_note: str) -> list[str]:
                                                           if train_results.get("format") else "") + ")"
                                                if mode else ""),
              f"- **Base model:** {base_note}",
-             "- **Method:** " + (f"LoRA (r={recipe.lora.r}, alpha={recipe.lora.alpha}, dropout={recipe.lora.dropout}, "
-                                  f"target modules: {_modules(recipe.lora.target_modules)})" if recipe.lora
-                                  else "full fine-tune"),
+             "- **Method:** " + _method(recipe, train_results),
              f"- **Training data:** {describe_source(d.train)}",
              "- **Eval data:** " + (describe_source(d.eval) if d.eval is not None
                                      else f"{d.eval_fraction:g} of the training rows held out"), ""]
@@ -48,6 +47,19 @@ def training_section(recipe, train_results: dict, base_note: str) -> list[str]:
     lines += ["| hyperparameter | value |", "|---|---|"]
     lines += [f"| {name} | {_number(value)} |" for name, value in hyper if value is not None]
     return lines + [""]
+
+
+def _method(recipe, train_results: dict) -> str:
+    if not recipe.lora:
+        return "full fine-tune"
+    lora = recipe.lora
+    method = (f"LoRA (r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, "
+              f"target modules: {_modules(lora.target_modules)})")
+    if recipe.model.quantization is None:
+        return method
+    found = train_results.get("quantization") or quantization.record(recipe.model.quantization)
+    return (f"QLoRA: {method} on the base quantized to {quantization.describe(found)} by bitsandbytes "
+            f"{found.get('bitsandbytes', '')}".rstrip())
 
 
 def _modules(target) -> str:
@@ -99,7 +111,21 @@ def usage_section(recipe, kind: Kind, where: str, hub_base: str | None, num_labe
                     "model = model.merge_and_unload()  # optional: plain weights, faster inference",
                     f'tokenizer = AutoTokenizer.from_pretrained("{where}")', "```", "",
                     "or in one step (the base comes from `base_model_name_or_path` in adapter_config.json): "
-                    f'`from peft import {auto}; {auto}.from_pretrained("{where}")`.', ""]
+                    f'`from peft import {auto}; {auto}.from_pretrained("{where}")`.', ""] + _quantized_base(recipe)
+
+
+def _quantized_base(recipe) -> list[str]:
+    """QLoRA: the adapter merges into a full-precision base as above; this is the base it trained on."""
+    q = recipe.model.quantization
+    if q is None:
+        return []
+    if q.bits == 8:
+        config = "BitsAndBytesConfig(load_in_8bit=True)"
+    else:
+        config = (f'BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="{q.type}", '
+                  f"bnb_4bit_use_double_quant={q.double_quant})")
+    return [f"It was trained on the base quantized to {q.bits} bits (QLoRA). To run or train it on that "
+            f"base, as ftcli did, load the base with `quantization_config={config}` (bitsandbytes).", ""]
 
 
 def base_note(recipe, hub_base: str | None, kind: Kind) -> str:

@@ -141,8 +141,7 @@ def build_card(run_dir: Path, kind: Kind, *, where: str | None = None, license: 
             f"Fine-tuned with ftcli from one YAML recipe "
             f"(task `{recipe.task}`)." + (" This folder holds the LoRA adapter alone, with the tokenizer; "
                                           "it needs the base model." if kind == "adapter" else
-                                          " The LoRA adapter is merged into these weights." if recipe.lora
-                                          and kind == "model" else ""), ""]
+                                          _merged_note(recipe) if recipe.lora and kind == "model" else ""), ""]
     if not found_license:
         body += ["**Licence:** not determined (the base model's card did not say, or was not available "
                  "offline). The base model's licence applies; set it with `ftcli export --license ID`.", ""]
@@ -156,6 +155,13 @@ def build_card(run_dir: Path, kind: Kind, *, where: str | None = None, license: 
         body += ["## Framework versions", ""] + [f"- {k} {v}" for k, v in versions.items()] + [""]
     head = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, default_flow_style=False)
     return f"---\n{head}---\n\n" + "\n".join(body)
+
+
+def _merged_note(recipe) -> str:
+    if recipe.model.quantization is None:
+        return " The LoRA adapter is merged into these weights."
+    return (f" The LoRA adapter, trained on the base quantized to {recipe.model.quantization.bits} bits (QLoRA), is "
+            "merged into a full-precision copy of the base: these weights load without bitsandbytes.")
 
 
 def _num_labels(run_dir: Path) -> int | None:

@@ -77,8 +77,8 @@ def prompt_ids(tokenizer, prompt: str, settings: GenerateSection, chat: bool, mo
     if mode == "seq2seq":
         return tokenizer(format_generation_prompt(tokenizer, prompt, settings, False, mode,
                                                   examples=examples))["input_ids"]
-    return prompt_token_ids(tokenizer, format_generation_prompt(tokenizer, prompt, settings, chat, mode,
-                                                                history=history, examples=examples))
+    text = format_generation_prompt(tokenizer, prompt, settings, chat, mode, history=history, examples=examples)
+    return prompt_token_ids(tokenizer, text, rendered_chat=bool(chat))
 
 
 def _stop_ids(model, tokenizer) -> set[int]:

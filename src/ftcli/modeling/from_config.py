@@ -32,11 +32,12 @@ def new_config(from_config: dict, tokenizer, label2id: dict | None = None):
     return config_class(**fields)
 
 
-def new_model(model_class, from_config: dict, tokenizer, seed: int, label2id: dict | None = None):
+def new_model(model_class, from_config: dict, tokenizer, seed: int, label2id: dict | None = None, **options):
     """A randomly initialised model (an Auto class's `from_config`); the same seed and tokenizer give
-    the same weights, which is how `ftcli eval` rebuilds a run's starting point as its base."""
+    the same weights, which is how `ftcli eval` rebuilds a run's starting point as its base. `options`:
+    from_config's own (dtype, attn_implementation)."""
     from transformers import set_seed
 
     config = new_config(from_config, tokenizer, label2id)
     set_seed(seed)
-    return model_class.from_config(config)
+    return model_class.from_config(config, **options)

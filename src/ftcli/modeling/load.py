@@ -6,12 +6,14 @@ do, instead of the long OSError transformers raises when it falls back to the (u
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from ftcli import runs
 from ftcli.errors import ModelError, first_line
 from ftcli.io import is_local_path, write_dir
 from ftcli.modeling.from_config import new_model
+from ftcli.modeling.quantization import load_quantized
 from ftcli.recipe import ModelSection
 
 TASK_MODEL_CLASSES = {"causal-lm": "AutoModelForCausalLM",
@@ -116,24 +118,31 @@ def load_tokenizer(source, log=None):
 
 
 def load_model(task: str, source, label2id: dict | None = None, pad_token_id: int | None = None,
-               tokenizer=None, seed: int | None = None):
+               tokenizer=None, seed: int | None = None, precision=None):
     """The model of a recipe's `model:` section (a ModelSection) with the task's head. A
-    `from_config` source is a new model, sized to `tokenizer` and initialised from `seed`."""
+    `from_config` source is a new model, sized to `tokenizer` and initialised from `seed`. `precision`
+    (training's `modeling.precision.Precision`) sets the weights' dtype and the attention kernel; without
+    it, transformers' defaults (the checkpoint's dtype)."""
     import transformers
 
     cls = getattr(transformers, TASK_MODEL_CLASSES[task])
+    precision_kwargs = precision.load_kwargs() if precision is not None else {}
     if source.from_config is not None:
         if tokenizer is None or seed is None:
             raise ValueError("a model built from its config needs the run's tokenizer and seed")
-        return new_model(cls, source.from_config, tokenizer, seed, label2id)
+        return new_model(cls, source.from_config, tokenizer, seed, label2id, **precision_kwargs)
     _refuse_pickle(source)
-    kwargs = _source_kwargs(source)
+    kwargs = {**_source_kwargs(source), **precision_kwargs}
     if task == "sequence-classification" and label2id is not None:
         kwargs.update(num_labels=len(label2id), label2id=label2id,
                       id2label={i: label for label, i in label2id.items()})
         # A base model's head may have another label count (or none): start it fresh.
         kwargs["ignore_mismatched_sizes"] = True
-    model = _load(cls.from_pretrained, source.name_or_path, **kwargs)
+    if source.quantization is not None:  # QLoRA's base: bitsandbytes layers (modeling.quantization)
+        model = load_quantized(partial(_load, cls.from_pretrained, source.name_or_path), kwargs,
+                               source.quantization, precision)
+    else:
+        model = _load(cls.from_pretrained, source.name_or_path, **kwargs)
     if source.gguf_file:
         model = _plain_copy(model)
     if pad_token_id is not None and model.config.pad_token_id is None:

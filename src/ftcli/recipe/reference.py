@@ -17,15 +17,18 @@ def reference_yaml() -> str:
     README and `ftcli schema` both come from here, so the docs cannot drift from the schema."""
     lines = ["task: causal-lm  # required: " + " | ".join(TASKS)]
 
-    def section(model: type[BaseModel], indent: str) -> None:
+    def section(model: type[BaseModel], indent: str, commented: bool = False) -> None:
         for name, field in model.model_fields.items():
             # A field that also takes a plain string (data.train) is shown as a value; its mapping
             # form is listed after the sections.
             nested = None if _takes_string(field.annotation) else _nested_model(field.annotation)
             note = f"  # {field.description}" if field.description else ""
             if nested is not None and nested is not FewShotExample:
+                start = len(lines)
                 lines.append(f"{indent}{name}:{note}")
-                section(nested, indent + "  ")
+                section(nested, indent + "  ", commented)
+                if field.default is None and not commented:  # an optional section (model.quantization): off
+                    lines[start:] = [indent + "# " + line.removeprefix(indent) for line in lines[start:]]
                 continue
             example = (field.json_schema_extra or {}).get("example")
             if field.is_required():
@@ -44,8 +47,9 @@ def reference_yaml() -> str:
         note = f"  # {field.description}" if field.description else ""
         start = len(lines)
         lines.append(f"{name}:{note}")
-        section(nested, "  ")
-        if field.default is None and name != "lora":  # an optional section: shown, commented out
+        optional = field.default is None and name != "lora"  # an optional section: shown, commented out
+        section(nested, "  ", commented=optional)
+        if optional:
             lines[start:] = ["# " + line for line in lines[start:]]
     lines.append("# A data source mapping (data.train / data.eval, alone or in a list):")
     for name, field in DataSource.model_fields.items():

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ftcli.recipe.data_section import TEMPLATE_NAMES, DataInput, DataSection, DataSource
+from ftcli.recipe.quantization_section import QuantizationSection, quantization_problems
 from ftcli.recipe.section import Section, _nested_model
 from ftcli.recipe.train_section import DistributedSection, TrainSection, unworkable_train_settings
 
@@ -71,6 +72,19 @@ class ModelSection(Section):
                                                        "recipe never executes downloaded code unless asked.")
     allow_pickle_weights: bool = Field(False, description="Allow pickle (.bin) weights, which can run code "
                                                           "when loaded; safetensors only otherwise.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto | float32 | bfloat16 | float16: the dtype the weights are loaded (and kept) in. "
+                            "auto: bfloat16 under lora: on a GPU that supports it (the frozen base; adapters stay "
+                            "float32), else float32: a full fine-tune keeps float32 master weights under "
+                            "train.precision bf16/fp16, whose updates would round away in bfloat16 (set bfloat16 "
+                            "for pure-bf16 training). float16 weights only with lora:.")
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto", description="auto | sdpa | eager | flash_attention_2: the attention kernel. auto: transformers' "
+                            "choice (sdpa where the model has it). flash_attention_2 needs a CUDA GPU, the flash-attn "
+                            "package and float16/bfloat16 weights; data.packing then runs its variable-length path.")
+    quantization: QuantizationSection | None = Field(
+        None, description="QLoRA: the base's linear layers held in 4 or 8 bits by bitsandbytes (pip install "
+                          "'ftcli[quant]') under a lora: adapter; model/ is the adapter merged into the full-precision base.")
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelSection":
@@ -80,6 +94,22 @@ class ModelSection(Section):
         if self.from_config is not None and self.gguf_file:
             raise ValueError("gguf_file loads pretrained weights; it cannot be combined with from_config")
         return self
+
+
+def unworkable_precision(model: ModelSection, lora: LoraSection | None) -> list[str]:
+    """Weight dtypes that cannot train as asked, whatever the hardware (the device checks are
+    `ftcli.modeling.precision`)."""
+    problems = []
+    if model.dtype == "float16":
+        # fp16 mixed precision scales the loss and refuses float16 gradients (GradScaler); without the
+        # scaler, small updates round to zero in float16. LoRA keeps its adapters in float32.
+        trained = "the whole model" if lora is None else "lora.modules_to_save" if lora.modules_to_save else None
+        if trained:
+            problems.append(f"model.dtype: float16 cannot train {trained} in float16 (fp16 mixed precision refuses "
+                            "float16 gradients, and without it small updates round to zero): use model.dtype "
+                            "bfloat16 or float32 (train.precision: fp16 still computes in float16)"
+                            + (", or train a lora: adapter" if lora is None else ""))
+    return problems
 
 
 class TokenizerTraining(Section):
@@ -104,9 +134,17 @@ class TokenizerSection(Section):
 
 class LoraSection(Section):
     r: int = Field(8, gt=0, description="LoRA rank.")
-    alpha: float = Field(16, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    alpha: float = Field(16, gt=0, description="LoRA scaling numerator (scale = alpha / r; alpha / sqrt(r) "
+                                               "with use_rslora).")
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: str | list[str] = Field("all-linear", description="'all-linear' or module names.")
+    use_dora: bool = Field(False, description="DoRA: learn each weight's magnitude apart from its direction "
+                                              "(closer to full fine-tuning at low r; slower steps).")
+    use_rslora: bool = Field(False, description="Rank-stabilised LoRA: scale = alpha / sqrt(r), so a higher r "
+                                                "keeps learning instead of being damped.")
+    modules_to_save: list[str] | None = Field(
+        None, min_length=1, description="Modules trained in full beside the adapters and saved with them "
+                                        "(names as in the model, e.g. [embed_tokens, lm_head] for new tokens).")
 
 
 class EvalSection(Section):
@@ -201,6 +239,18 @@ class Recipe(Section):
     def _train_settings_that_work(self) -> "Recipe":
         deepspeed = self.distributed is not None and self.distributed.deepspeed is not None
         if problems := unworkable_train_settings(self.train, self.task, deepspeed):
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _weights_that_train(self) -> "Recipe":
+        if problems := unworkable_precision(self.model, self.lora):
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _quantization_fits(self) -> "Recipe":
+        if problems := quantization_problems(self):
             raise ValueError("; ".join(problems))
         return self
 

@@ -6,12 +6,20 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from ftcli.errors import suggest
 from ftcli.recipe.section import Section
 
 # Tokens per forward/backward pass. SmolLM2-135M + LoRA in fp32 keeps ~3 MB per token for backward:
 # on the sft benchmark (bench/levers.py) passes of 512 tokens peak at 2.7 GB and 162 tokens/s, of
 # 1,024 at 4.3 GB and 174 tokens/s, whole batches at 7.3 GB and 177 tokens/s.
 MICRO_BATCH_TOKENS = 512
+
+
+def optimizer_names() -> list[str]:
+    """The optimizer names the installed transformers accepts (imported only for a recipe that names one)."""
+    from transformers.training_args import OptimizerNames
+
+    return [name.value for name in OptimizerNames]
 
 
 class TrainSection(Section):
@@ -42,7 +50,20 @@ class TrainSection(Section):
     early_stopping_patience: int | None = Field(None, gt=0, description="Stop after this many evaluations "
                                                                         "without improvement (implies "
                                                                         "load_best_model_at_end).")
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = Field(False, description="Recompute each layer's activations in backward "
+                                                            "instead of keeping them (less memory, ~30% slower); "
+                                                            "works with lora: and quantized models.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto | fp32 | bf16 | fp16: mixed precision (autocast) for training. auto: bf16 on a GPU "
+                            "that supports it, else fp16 on CUDA, fp32 on CPU. bf16 also runs on CPU; fp16 needs a GPU.")
+    optim: str | None = Field(None, description="A TrainingArguments optimizer name (adamw_torch, adamw_torch_fused, "
+                                                "adafactor, sgd, adamw_8bit, paged_adamw_8bit, ...); the 8-bit and "
+                                                "paged ones need bitsandbytes. null: Trainer's default "
+                                                "(adamw_torch_fused on torch >= 2.8).")
+    liger_kernel: bool = Field(False, description="Liger's fused Triton kernels (RMSNorm, SwiGLU, RoPE, and the "
+                                                  "linear-cross-entropy loss that never holds the logits): needs a "
+                                                  "CUDA GPU and the liger-kernel package; trains on the model's "
+                                                  "own (fused) loss.")
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding, "
                                                     "shuffled batch order); false → plain random order.")
     micro_batch_tokens: int | Literal["auto"] | None = Field("auto", description=(
@@ -71,6 +92,17 @@ class TrainSection(Section):
             raise ValueError(f"expected a positive number of tokens, auto or null (got {value!r})")
         return value
 
+    @field_validator("optim")
+    @classmethod
+    def _known_optimizer(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        names = optimizer_names()
+        if value not in names:
+            raise ValueError(f"unknown optimizer '{value}'{suggest(value, names)} (the installed transformers has "
+                             f"{', '.join(names)})")
+        return value
+
     @field_validator("report_to")
     @classmethod
     def _report_to_alone_or_once(cls, value: list[str]) -> list[str]:
@@ -93,6 +125,9 @@ def unworkable_train_settings(train: TrainSection, task: str, deepspeed: bool) -
         elif deepspeed:
             problems.append("train.micro_batch_tokens cannot work under distributed.deepspeed, which steps the "
                             "optimizer inside every backward pass (set it to auto or null)")
+    if isinstance(train.micro_batch_tokens, int) and train.liger_kernel:
+        problems.append("train.micro_batch_tokens cannot work with train.liger_kernel: the fused loss is the model's "
+                        "own mean over each pass, so passes would not add up to the batch (set it to auto or null)")
     if train.on_nonfinite_loss == "skip" and deepspeed:
         problems.append("train.on_nonfinite_loss: skip cannot skip an optimizer step under "
                         "distributed.deepspeed, which steps inside backward (use stop)")

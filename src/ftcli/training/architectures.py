@@ -2,10 +2,13 @@
 
 - Packing (`data.packing`): one row per batch, positions restarting per example, no attention mask.
   transformers finds the examples' boundaries from the restarts inside its causal-mask builder
-  (`masking_utils.find_packed_sequence_indices`), for the eager and sdpa attention. An architecture that
-  builds its mask some other way, or another attention implementation (flash_attention_2, flex_attention,
-  kernels find boundaries elsewhere, or not at all), would let examples attend to each other: a silently
-  wrong loss. So packing is refused on anything not proven here.
+  (`masking_utils.find_packed_sequence_indices`), for the eager and sdpa attention. Under flash_attention_2
+  there is no mask: each layer hands the position_ids to the flash path, which cuts the row at the restarts
+  into flash-attn's variable-length call (`modeling_flash_attention_utils._is_packed_sequence`), with no
+  padding at all. Proven on CPU with a reference varlen kernel (tests/test_precision.py) and on a GPU with
+  flash-attn itself (bench/gpu.sh). An architecture that builds its mask some other way, or another
+  attention implementation (flex_attention, kernels find boundaries elsewhere, or not at all), would let
+  examples attend to each other: a silently wrong loss. So packing is refused on anything not proven here.
 - The LM head on label positions only, with ftcli's loss in place of the model's (`lm_loss`): proven equal
   to the model's own loss, router auxiliary loss included. Other models train on their own loss.
 """
@@ -16,7 +19,8 @@ from ftcli.errors import UserError
 
 # Each proven by a test: packed loss and gradients == padded, and ftcli's loss == the model's own.
 PROVEN_MODEL_TYPES = ("gemma", "gpt2", "llama", "mistral", "mixtral", "phi3", "qwen2", "qwen2_moe", "qwen3")
-PACKING_ATTENTION = ("eager", "sdpa")
+PACKING_ATTENTION = ("eager", "sdpa")  # each proven on CPU by tests/test_architectures.py
+VARLEN_ATTENTION = ("flash_attention_2",)  # packed rows take flash-attn's variable-length path
 
 
 def _base(model):
@@ -54,19 +58,26 @@ def passes_are_exact(model) -> bool:
 def check_packing(model) -> None:
     """Refuse `data.packing` where packed examples are not proven to stay apart."""
     kind, attn = model_type(model), attention(model)
-    if _proven(model) and attn in PACKING_ATTENTION:
+    if _proven(model) and attn in PACKING_ATTENTION + VARLEN_ATTENTION:
         return
     raise UserError(f"data.packing is not proven for model type {kind} with {attn} attention: examples packed "
                     "into one row could attend to each other",
                     hint=f"set data.packing: false (padded batches train on the same loss); packing is proven "
-                         f"for {', '.join(PROVEN_MODEL_TYPES)} with {' or '.join(PACKING_ATTENTION)} attention")
+                         f"for {', '.join(PROVEN_MODEL_TYPES)} with {', '.join(PACKING_ATTENTION + VARLEN_ATTENTION)} "
+                         "attention")
 
 
-def loss_levers(model, causal_lm: bool, micro_batch_tokens: int | str | None, log) -> dict:
+def loss_levers(model, causal_lm: bool, micro_batch_tokens: int | str | None, log, liger: bool = False) -> dict:
     """FtcliTrainer's causal-LM options for this model: ftcli's loss and token-bounded passes where they
-    are proven exact, the model's own loss on the whole batch where not (said once in the log)."""
+    are proven exact, the model's own loss on the whole batch where not (said once in the log). Under
+    Liger's kernels the model's own loss is their fused linear-cross-entropy, which never holds the
+    logits at all: it is kept (the labels must reach the model for it)."""
     if not causal_lm:
         return {"causal_lm": False, "micro_batch_tokens": micro_batch_tokens}
+    if liger:
+        log("train.liger_kernel: training on Liger's fused linear-cross-entropy loss (the model's own), in whole "
+            "batches")
+        return {"causal_lm": False, "micro_batch_tokens": None}
     if not exact_lm_loss(model):
         log(f"model type {model_type(model)}: training on the model's own loss (the LM head on label positions "
             f"only is proven for {', '.join(PROVEN_MODEL_TYPES)})")

@@ -7,15 +7,20 @@ from pathlib import Path
 
 from ftcli.errors import UserError
 from ftcli.evaluation.metrics import compute_classification_metrics
+from ftcli.modeling.precision import Precision
+from ftcli.modeling.precision import resolve as resolve_precision
 from ftcli.recipe import Recipe
 from ftcli.training import distributed
 
 
-def training_arguments(recipe: Recipe, run_dir: Path):
+def training_arguments(recipe: Recipe, run_dir: Path, precision: Precision | None = None):
+    """`precision`: the recipe's precision on this machine (`modeling.precision.resolve`, which
+    finetune runs before any work); resolved here when not given."""
     import torch
     from transformers import TrainingArguments
 
     t = recipe.train
+    precision = precision or resolve_precision(recipe)
     eval_steps = t.eval_steps or t.logging_steps
     best = picks_best_model(recipe)
     # Choosing the best model means saving exactly when evaluating, so every candidate is on disk.
@@ -45,6 +50,11 @@ def training_arguments(recipe: Recipe, run_dir: Path):
         # EOS where pad is EOS; there every token is real.
         include_num_input_tokens_seen="all" if recipe.data.packing else "non_padding",
         activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name for it
+        # Non-reentrant checkpointing passes gradients through frozen layers to LoRA adapters (and 4-bit
+        # ones) without every input needing requires_grad; transformers' default today, fixed here.
+        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        **({"optim": t.optim} if t.optim else {}),
+        use_liger_kernel=t.liger_kernel,
         # Similar lengths in a batch: little padding to compute (transformers 5's name for group_by_length).
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         dataloader_num_workers=t.dataloader_num_workers,
@@ -61,10 +71,17 @@ def training_arguments(recipe: Recipe, run_dir: Path):
         dataloader_pin_memory=torch.cuda.is_available(),
         # Our examples carry exactly the columns the model takes; nothing to strip.
         remove_unused_columns=False,
-        # Under a launcher on a machine without GPUs, only use_cpu makes Trainer join the gloo group.
-        use_cpu=distributed.use_cpu(),
+        **_device_options(precision),
         **distributed_options(recipe),
     )
+
+
+def _device_options(precision: Precision) -> dict:
+    """Mixed precision (bf16/fp16) and use_cpu. Under a launcher on a machine without GPUs, only use_cpu
+    makes Trainer join the gloo group; bf16 on a CPU needs it too."""
+    options = precision.training_kwargs()
+    options["use_cpu"] = options.get("use_cpu", False) or distributed.use_cpu()
+    return options
 
 
 def distributed_options(recipe: Recipe) -> dict:

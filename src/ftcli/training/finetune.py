@@ -7,15 +7,23 @@ Tasks differ only in how rows become examples (`ftcli.data`), which model class 
 from __future__ import annotations
 
 import errno
+from functools import partial
 from pathlib import Path
 
 from ftcli import runs
 from ftcli.data.collators import data_collator
+from ftcli.data.tokenize import saved_tokenizer
 from ftcli.errors import Interrupted, UserError
 from ftcli.exporting.model_card import refresh_run_cards
 from ftcli.io import write_json
 from ftcli.modeling.load import load_model
 from ftcli.modeling.lora import attach_lora
+from ftcli.modeling.precision import Precision
+from ftcli.modeling.precision import record as record_precision
+from ftcli.modeling.precision import resolve as resolve_precision
+from ftcli.modeling.quantization import check_available as check_quantization
+from ftcli.modeling.quantization import prepare_for_training, unquantized
+from ftcli.modeling.quantization import record as record_quantization
 from ftcli.modeling.save import save_final_model
 from ftcli.progress import log
 from ftcli.recipe import Recipe, save_recipe
@@ -26,6 +34,8 @@ from ftcli.training.display import TrainingDisplay
 from ftcli.training.final_model import save_sharded_final_model
 from ftcli.training.preflight import PreparedData, prepare_data
 from ftcli.training.resume import resume_point
+from ftcli.training.memory_estimate import parameter_counts
+from ftcli.training.run_estimate import peak_record, planned_peak
 from ftcli.training.trainer import FtcliTrainer
 
 
@@ -53,17 +63,21 @@ def finetune(recipe: Recipe, overwrite: bool = False) -> Path:
         raise (_disk_error(exc) or exc) from None
 
 
-def _model(recipe: Recipe, data: PreparedData):
-    """The model to train: loaded (or built from its config) with the task's head, LoRA attached."""
+def build_model(recipe: Recipe, data: PreparedData, precision: Precision):
+    """The model to train: loaded (or built from its config) with the task's head, in the dtype and
+    attention `precision` says, LoRA attached."""
     tokenizer = data.tokenizer
-    model = load_model(recipe.task, recipe.model, data.label2id, tokenizer.pad_token_id, tokenizer, recipe.train.seed)
+    model = load_model(recipe.task, recipe.model, data.label2id, tokenizer.pad_token_id, tokenizer, recipe.train.seed,
+                       precision)
+    model = prepare_for_training(model, recipe.train.gradient_checkpointing)  # QLoRA's base; others as they are
     if recipe.model.from_config:
         log(f"model built from config: {model.num_parameters():,} parameters "
             f"({recipe.model.from_config['architecture']})")
     if recipe.lora:
         model = attach_lora(model, recipe.task, recipe.lora)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    trainable, total = parameter_counts(model)  # a 4-bit weight counts its values, not its packed bytes
+    log(f"precision: {str(model.dtype).removeprefix('torch.')} weights, {precision.mixed} mixed precision, "
+        f"{architectures.attention(model)} attention")
     t, world = recipe.train, distributed.world_size()
     log(f"model {recipe.model.name_or_path or 'from config'}: {trainable:,} of {total:,} parameters trainable"
         f" ({'LoRA r=' + str(recipe.lora.r) if recipe.lora else 'full fine-tune'});"
@@ -87,12 +101,27 @@ def _stopped(stop: StopSignals, trainer, run_dir: Path) -> Interrupted:
 
 
 def _save_model(recipe: Recipe, data: PreparedData, trainer, run_dir: Path) -> None:
-    tokenizer = data.tokenizer
+    tokenizer = saved_tokenizer(data.tokenizer, recipe.task)  # adds the BOS training gave each text
     if distributed.shards_the_model(recipe.distributed):
         save_sharded_final_model(trainer, tokenizer, run_dir, recipe.lora is not None, lambda: load_model(
             recipe.task, recipe.model, data.label2id, tokenizer.pad_token_id, tokenizer, recipe.train.seed))
     elif distributed.is_main():
-        save_final_model(trainer.model, tokenizer, run_dir, is_lora=recipe.lora is not None)
+        # QLoRA: the adapter merges into a full-precision copy of the base, not the 4-bit one it trained on.
+        load_base = partial(_full_precision_base, recipe, data, tokenizer, trainer) if recipe.model.quantization else None
+        save_final_model(trainer.model, tokenizer, run_dir, is_lora=recipe.lora is not None, load_base=load_base)
+
+
+def _full_precision_base(recipe: Recipe, data: PreparedData, tokenizer, trainer):
+    """The base a QLoRA adapter merges into, loaded once the trained 4-bit model and its optimizer
+    state are gone: holding both would make saving, not training, the run's peak memory."""
+    import gc
+
+    trainer.accelerator.free_memory()
+    trainer.model = trainer.model_wrapped = trainer.optimizer = trainer.lr_scheduler = None
+    gc.collect()
+    _trim_heap()
+    return load_model(recipe.task, unquantized(recipe.model), data.label2id, tokenizer.pad_token_id,
+                      tokenizer, recipe.train.seed, resolve_precision(recipe))
 
 
 def _results(recipe: Recipe, data: PreparedData, trainer, result, resume: Path | None) -> dict:
@@ -109,11 +138,26 @@ def _results(recipe: Recipe, data: PreparedData, trainer, result, resume: Path |
     return metrics
 
 
+def _trim_heap() -> None:
+    """Hand the pages of freed buffers back to the OS (glibc's malloc_trim). glibc keeps them for reuse,
+    and the full-precision base is mostly file pages, which would not reuse them: without this, saving a
+    QLoRA run on a CPU peaks above its training. A no-op without glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _finetune(recipe: Recipe, overwrite: bool) -> Path:
     from transformers import set_seed
 
     run_dir = Path(recipe.train.output_dir)
     tracking.check_installed(recipe.train.report_to)
+    check_quantization(recipe.model.quantization)  # bitsandbytes installed, a device it runs on
+    precision = resolve_precision(recipe)  # this machine can run the recipe's dtype, kernels, optimizer
     distributed.check_engine(recipe.distributed)
     distributed.start()
     # Rank 0 alone decides (and tidies) what to resume from; every rank then resumes from it.
@@ -121,8 +165,11 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
     # Rank 0 fills the data caches and trains any tokenizer first; the others then find them ready.
     with distributed.main_process_first():
         data = prepare_data(recipe, log)
+    planned = planned_peak(recipe, data, precision, log)  # before the model (its baseline) and the seed
     set_seed(recipe.train.seed)  # a new classification head is initialised the same way every run
-    model = _model(recipe, data)
+    model = build_model(recipe, data, precision)
+    trained_in = record_precision(precision, model, architectures.attention(model))
+    trained_in["quantization"] = record_quantization(recipe.model.quantization, precision)
     if recipe.data.packing:  # before training: packed examples must not see each other
         architectures.check_packing(model)
 
@@ -135,12 +182,12 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
             TrainingDisplay() as display:
         guard = GuardCallback(stop)
         callbacks = [guard, recipe_params] + evaluation.pop("callbacks")
-        trainer = FtcliTrainer(model=model, args=training_arguments(recipe, run_dir),
+        trainer = FtcliTrainer(model=model, args=training_arguments(recipe, run_dir, precision),
                                data_collator=data_collator(recipe, data.tokenizer),
                                train_dataset=data.train_set.examples, processing_class=data.tokenizer,
                                callbacks=callbacks, on_nonfinite_loss=t.on_nonfinite_loss,
                                **architectures.loss_levers(model, recipe.task == "causal-lm",
-                                                           t.micro_batch_tokens, log),
+                                                           t.micro_batch_tokens, log, liger=t.liger_kernel),
                                **evaluation)
         display.take_over(trainer)  # our bar or lines on stderr, not Trainer's printed dicts
         if resume:
@@ -149,11 +196,13 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
     if stop.received or guard.stopped:
         raise _stopped(stop, trainer, run_dir)
 
+    del model  # the trainer's reference is the one left, which saving a QLoRA run releases
     _save_model(recipe, data, trainer, run_dir)
     if not distributed.is_main():
         distributed.finish()  # rank 0 writes the results; the others are done
         return run_dir
-    metrics = _results(recipe, data, trainer, result, resume)
+    metrics = {**_results(recipe, data, trainer, result, resume), **trained_in,
+               **peak_record(planned, precision.device, log)}
     write_json(run_dir / runs.TRAIN_RESULTS, metrics)
     refresh_run_cards(run_dir, log)  # model/README.md (and adapter/README.md): the model card
     log(f"done: train_loss {metrics.get('train_loss', float('nan')):.4f} in {metrics.get('train_runtime', 0):.1f}s;"

@@ -13,6 +13,8 @@ from ftcli.data.splits import Splits, load_splits
 from ftcli.data.templates import uses_chat_template
 from ftcli.data.tokenize import label_mapping
 from ftcli.modeling.load import check_model_source
+from ftcli.modeling.precision import resolve as resolve_precision
+from ftcli.modeling.quantization import check_available as check_quantization
 from ftcli.modeling.tokenizer_training import run_tokenizer
 from ftcli.progress import log
 from ftcli.recipe import Recipe
@@ -47,6 +49,8 @@ def validate(recipe: Recipe) -> dict:
     """Check the data (files, fields, rows) and that the model resolves. Returns what training would
     use; raises a UserError subclass naming the first thing that would stop it."""
     check_installed(recipe.train.report_to)
+    precision = resolve_precision(recipe)  # what this machine cannot run fails before the data is read
+    check_quantization(recipe.model.quantization)  # bitsandbytes installed, a device it runs on
     splits = load_splits(recipe)
     if recipe.model.from_config:
         model = f"a new {recipe.model.from_config['architecture']} model (model.from_config)"
@@ -60,6 +64,8 @@ def validate(recipe: Recipe) -> dict:
             "eval_rows": len(splits.eval), "dropped_rows": splits.rows_dropped,
             "dropped": splits.dropped_summary(), "format": splits.format, "cleaning": splits.cleaning,
             "fields": splits.columns, "model": model, "lora": recipe.lora is not None,
+            "precision": {"dtype": precision.dtype, "precision": precision.mixed,
+                          "attn_implementation": precision.attention or "auto"},
             "output_dir": recipe.train.output_dir}
 
 
@@ -79,4 +85,6 @@ def validation_text(source, report: dict) -> str:
             + (f"; dropped {report['dropped']}" if report["dropped_rows"] else "")
             + (f"\n  prompt: {report['prompt_format']}" if report["prompt_format"] else "")
             + f"\n  model:  {report['model']}{' + LoRA' if report['lora'] else ''}"
+            + f"\n  dtype:  {report['precision']['dtype']} weights, {report['precision']['precision']} mixed precision,"
+            f" {report['precision']['attn_implementation']} attention"
             f"\n  output: {report['output_dir']}")
