@@ -113,3 +113,32 @@ def test_malformed_chat_names_source_and_row(tmp_path, messages, problem):
 def test_renamed_messages_field(tmp_path):
     splits = splits_of(tmp_path, [{"conversation": CHAT, "text": "t"}] * 2, messages_field="conversation")
     assert splits.format == "messages" and splits.train[0]["conversation"] == CHAT
+
+
+# ------------------------------------------------------- a list or mapping never becomes training text
+
+TRL_CONVERSATIONAL = {"prompt": [{"role": "user", "content": "Hi"}], "completion": [{"role": "assistant",
+                                                                                    "content": "Ahoy!"}]}
+
+
+@pytest.mark.parametrize("rows, data, field, kind", [
+    # TRL's conversational prompt/completion, mapped onto prompt_response by hand
+    ([{"prompt": "ok", "response": "fine"}, {**TRL_CONVERSATIONAL, "response": TRL_CONVERSATIONAL["completion"]}],
+     {}, "prompt", "list"),
+    ([{"prompt": "p", "response": "r"}, {"prompt": "p", "response": {"text": "r"}}], {}, "response", "mapping"),
+    ([{"instruction": "i", "output": "o"}, {"instruction": "i", "input": ["a", "b"], "output": "o"}], {},
+     "input", "list"),
+    ([{"text": "fine"}, {"text": ["a", "b"]}], {}, "text", "list"),
+])
+def test_a_list_or_mapping_where_text_belongs_names_file_row_and_field(tmp_path, rows, data, field, kind):
+    path = write_jsonl(tmp_path / "rows.jsonl", rows)
+    with pytest.raises(DataError) as info:
+        load_splits(recipe(path, **data))
+    assert info.value.message.startswith(f"{path}: row 2: '{field}' is a {kind}, not text")
+
+
+def test_a_hand_mapped_conversational_prompt_completion_points_to_the_chat_formats(tmp_path):
+    row = {**TRL_CONVERSATIONAL, "response": TRL_CONVERSATIONAL["completion"]}
+    with pytest.raises(DataError) as info:
+        load_splits(recipe(write_jsonl(tmp_path / "t.jsonl", [row])))
+    assert "prompt and completion" in info.value.hint

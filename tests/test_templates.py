@@ -224,6 +224,12 @@ def test_a_placeholder_for_a_missing_field_names_the_fields_the_data_has(plain_t
     assert "the data has: prompt, response" in str(raised.value)
 
 
+def test_a_placeholder_for_a_list_field_is_an_error_not_its_repr(plain_tok):
+    row = {**PR_ROW, "context": ["first fact", "second fact"]}
+    with pytest.raises(DataError, match=r"data.template's \{context\} is a list in a row, not text"):
+        tokenize_sft([row], plain_tok, recipe(template="{context}\nQ: {prompt}\nA: "))
+
+
 def test_a_template_that_puts_the_response_in_the_prompt_is_an_error(plain_tok):
     with pytest.raises(DataError, match=r"\{response\}, the response, in the prompt"):
         tokenize_sft([PR_ROW], plain_tok, recipe(template="Q: {prompt}\nA: {response}"))

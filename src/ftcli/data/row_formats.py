@@ -113,6 +113,9 @@ def is_complete(row: dict, fmt: RowFormat, source: str, number: int) -> bool:
     incomplete: it is an error naming the row, since dropping it silently would hide a data bug."""
     if not all(_filled(row.get(f)) for f in fmt.required):
         return False
+    for field in fmt.texts:
+        if isinstance(row.get(field), (list, dict)):
+            raise _structured_text(row[field], field, source, number)
     if fmt.messages:
         problem = _chat_problem(row[fmt.messages])
         if problem:
@@ -120,6 +123,17 @@ def is_complete(row: dict, fmt: RowFormat, source: str, number: int) -> bool:
                             hint="each row needs a list of {\"role\": ..., \"content\": ...} turns with at least "
                                  "one assistant turn")
     return True
+
+
+def _structured_text(value, field: str, source: str, number: int) -> DataError:
+    """A list or mapping where text belongs: str() of it would train the model on a Python repr."""
+    kind = "list" if isinstance(value, list) else "mapping"
+    turns = isinstance(value, list) and value and all(isinstance(t, dict) and "role" in t for t in value)
+    hint = ("a list of {role, content} turns is a chat: use data.format: messages, or, for TRL's "
+            "conversational prompt/completion, fields prompt and completion" if turns else
+            "give the field a string, or point the format at a text field (data.prompt_field, data.text_field, ...)")
+    return DataError(f"{source}: row {number}: '{field}' is a {kind}, not text; ftcli never turns a {kind} into "
+                     "training text", hint=hint)
 
 
 def _chat_problem(turns) -> str | None:

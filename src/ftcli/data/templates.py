@@ -84,6 +84,9 @@ def fill(template: str, values: dict) -> str:
     """`template` with each {name} replaced by values[name] ("" when absent or null)."""
     def value(match: re.Match) -> str:
         found = values.get(match.group(1))
+        if isinstance(found, (list, dict)):  # str() would write a Python repr into the prompt
+            raise DataError(f"data.template's {{{match.group(1)}}} is a {type(found).__name__} in a row, not text",
+                            hint="point the placeholder at a text field")
         return "" if found is None else str(found)
 
     return _PLACEHOLDER.sub(value, template)
