@@ -7,7 +7,7 @@ import pytest
 
 from conftest import write_jsonl
 from ftcli.data.splits import load_splits
-from ftcli.errors import DataError
+from ftcli.errors import DataError, RecipeError
 from ftcli.recipe import parse_recipe
 
 CHAT = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Ahoy!"}]
@@ -142,3 +142,95 @@ def test_a_hand_mapped_conversational_prompt_completion_points_to_the_chat_forma
     with pytest.raises(DataError) as info:
         load_splits(recipe(write_jsonl(tmp_path / "t.jsonl", [row])))
     assert "prompt and completion" in info.value.hint
+
+
+# ----------------------------------------------------------------- prompt_completion and sharegpt
+
+PC_STANDARD = {"prompt": "Hi", "completion": "Ahoy!"}
+SHAREGPT = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Ahoy!"}]}
+
+
+@pytest.mark.parametrize("row, fmt", [
+    (PC_STANDARD, "prompt_completion"),
+    (TRL_CONVERSATIONAL, "prompt_completion"),
+    ({**PC_STANDARD, "response": "r"}, "prompt_response"),  # data.response_field's own pair comes first
+    (SHAREGPT, "sharegpt"),
+    ({**SHAREGPT, "system": "Be a pirate.", "text": "t"}, "sharegpt"),
+    ({**SHAREGPT, "messages": CHAT}, "messages"),
+])
+def test_trl_and_sharegpt_rows_are_detected(tmp_path, row, fmt):
+    splits = splits_of(tmp_path, [row] * 2)
+    assert (splits.mode, splits.format) == ("sft", fmt)
+    assert splits.train == [row] * 2  # rows stay as read
+
+
+def test_conversations_of_role_content_turns_are_not_sharegpt(tmp_path):
+    with pytest.raises(DataError, match="ShareGPT"):
+        splits_of(tmp_path, [{"conversations": CHAT}])
+
+
+def test_explicit_prompt_completion_and_sharegpt_name_their_fields(tmp_path):
+    for fmt, missing in (("prompt_completion", "completion"), ("sharegpt", "conversations")):
+        with pytest.raises(DataError, match=f"field\\(s\\) {missing} not found \\(needed by the {fmt} format\\)"):
+            splits_of(tmp_path, [{"prompt": "p", "text": "t"}], format=fmt)
+
+
+def test_sharegpt_roles_can_be_respelled(tmp_path):
+    turns = {"conversations": [{"from": "user", "value": "Hi"}, {"from": "assistant", "value": "Ahoy!"}]}
+    splits = splits_of(tmp_path, [turns] * 2, roles={"user": "user", "assistant": "assistant"})
+    assert splits.format == "sharegpt" and len(splits.train) == 2
+    with pytest.raises(DataError, match="turn 1 is from 'user', which data.roles does not map "
+                                        r"\(it maps human, gpt, system\)"):
+        splits_of(tmp_path, [turns])
+
+
+def test_roles_map_only_to_chat_roles():
+    with pytest.raises(RecipeError, match="data.roles.human: input should be 'user', 'assistant' or 'system'"):
+        recipe("t.jsonl", roles={"human": "customer"})
+
+
+@pytest.mark.parametrize("row, field, problem", [
+    ({"conversations": [SHAREGPT["conversations"][0], {"from": "bot", "value": "x"}]}, "conversations",
+     "turn 2 is from 'bot', which data.roles does not map"),
+    ({"conversations": [SHAREGPT["conversations"][0], {"from": "function_call", "value": "{}"}]}, "conversations",
+     "turn 2 is a tool turn (from: function_call): tool calls are not supported yet"),
+    ({"conversations": [SHAREGPT["conversations"][0], {"from": "observation", "value": "{}"}]}, "conversations",
+     "turn 2 is a tool turn (from: observation): tool calls are not supported yet"),
+    ({**SHAREGPT, "tools": '[{"name": "search"}]'}, "tools", "holds tool schemas: tool calls are not supported yet"),
+    ({"conversations": [{"from": "human"}, SHAREGPT["conversations"][1]]}, "conversations",
+     "turn 1 has no string 'value'"),
+    ({"conversations": [{"from": "human", "value": "Hi"}]}, "conversations", "has no assistant turn"),
+    ({"conversations": [{"from": "system", "value": "S"}, *SHAREGPT["conversations"]], "system": "S"}, "system",
+     "is set and the conversation opens with a system turn too"),
+])
+def test_a_bad_sharegpt_row_names_file_row_and_turn(tmp_path, row, field, problem):
+    path = write_jsonl(tmp_path / "sharegpt.jsonl", [SHAREGPT, row])
+    with pytest.raises(DataError) as info:
+        load_splits(recipe(path, format="sharegpt"))
+    assert f"{path}: row 2: '{field}' {problem}" in info.value.message
+    assert "data.roles" in info.value.hint
+
+
+@pytest.mark.parametrize("row, field, problem", [
+    ({"prompt": [{"role": "user", "content": "Hi"}], "completion": "Ahoy!"}, "completion", "is a str, not a list"),
+    ({"prompt": [{"role": "user"}], "completion": TRL_CONVERSATIONAL["completion"]}, "prompt",
+     "turn 1 has no string 'content'"),
+    ({"prompt": TRL_CONVERSATIONAL["prompt"], "completion": [{"role": "user", "content": "x"}]}, "completion",
+     "has no assistant turn"),
+])
+def test_a_bad_conversational_prompt_completion_row_names_file_row_and_field(tmp_path, row, field, problem):
+    path = write_jsonl(tmp_path / "pc.jsonl", [TRL_CONVERSATIONAL, row])
+    with pytest.raises(DataError) as info:
+        load_splits(recipe(path))
+    assert f"{path}: row 2: '{field}' {problem}" in info.value.message
+
+
+def test_prompt_completion_turns_are_normalised_and_measured(tmp_path):
+    row = {"prompt": [{"role": "user", "content": "Cafe\u0301\r\n"}], "completion": [{"role": "assistant",
+                                                                                       "content": "ok"}]}
+    splits = splits_of(tmp_path, [row], max_chars=8)
+    assert splits.train[0]["prompt"][0]["content"] == "Caf\u00e9\n"
+    assert splits.cleaning["train"]["normalized"] == 1
+    short = {"prompt": [{"role": "user", "content": "a"}], "completion": [{"role": "assistant", "content": "b"}]}
+    assert splits_of(tmp_path, [row, short], max_chars=6).train == [short]  # 5 + 2 chars is too long
+

@@ -108,3 +108,25 @@ def test_multi_turn_chat_preview_marks_every_prompt_and_trains_every_reply(workd
             f"{IGNORED_OPEN}<|im_start|>user\nWhere is the ship?<|im_end|>\n<|im_start|>assistant\n{IGNORED_CLOSE}"
             f"In the harbour, matey.<|im_end|>\n") in result.stdout
     assert "cleaning (" not in result.stdout  # nothing removed: no cleaning line
+
+
+def test_sharegpt_and_conversational_prompt_completion_previews_mark_what_is_ignored(workdir, tiny_llama):
+    sharegpt = {"system": "Be a pirate.", "conversations": [{"from": "human", "value": "Who are you?"},
+                                                             {"from": "gpt", "value": "Arr, a pirate!"}]}
+    conversational = {"prompt": [{"role": "user", "content": "Who are you?"},
+                                 {"role": "assistant", "content": "Arr, a pirate!"},
+                                 {"role": "user", "content": "Where is the ship?"}],
+                      "completion": [{"role": "assistant", "content": "In the harbour, matey."}]}
+    expected = {
+        "sharegpt": f"{IGNORED_OPEN}<|im_start|>system\nBe a pirate.<|im_end|>\n<|im_start|>user\nWho are you?"
+                    f"<|im_end|>\n<|im_start|>assistant\n{IGNORED_CLOSE}Arr, a pirate!<|im_end|>\n",
+        "prompt_completion": f"{IGNORED_OPEN}<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n"
+                             f"Arr, a pirate!<|im_end|>\n<|im_start|>user\nWhere is the ship?<|im_end|>\n"
+                             f"<|im_start|>assistant\n{IGNORED_CLOSE}In the harbour, matey.<|im_end|>\n"}
+    for fmt, row in (("sharegpt", sharegpt), ("prompt_completion", conversational)):
+        path, _ = _recipe(workdir, tiny_llama, [row], eval_fraction=0)
+        result = runner.invoke(app, ["data", "preview", str(path)])
+        assert result.exit_code == 0, result.output
+        assert f"task causal-lm ({fmt}): 1 training rows" in result.stdout
+        assert expected[fmt] in result.stdout
+

@@ -25,7 +25,10 @@ LONG_CHAT = {"messages": [
     {"role": "user", "content": "Where is the gold?"},
     {"role": "assistant", "content": "Buried on the island."},
 ]}
-ROWS = {"prompt_response": PR_ROW, "alpaca": ALPACA_ROW, "messages": CHAT_ROW}
+PC_ROW = {"prompt": PR_ROW["prompt"], "completion": PR_ROW["response"]}  # TRL's standard prompt/completion
+SHAREGPT_ROW = {"conversations": [{"from": "human", "value": "Hello"}, {"from": "gpt", "value": "Ahoy, matey!"}]}
+ROWS = {"prompt_response": PR_ROW, "alpaca": ALPACA_ROW, "messages": CHAT_ROW, "prompt_completion": PC_ROW,
+        "sharegpt": SHAREGPT_ROW}
 END = "<|im_end|>\n"  # ChatML's end of an assistant turn
 EOS = "<|endoftext|>"  # the plain tokenizer's EOS, and BOS of both tiny tokenizers
 ALPACA_HEAD = ("Below is an instruction that describes a task. Write a response that appropriately "
@@ -186,6 +189,85 @@ def test_a_template_that_rewrites_earlier_turns_needs_assistant_turns_last(tiny_
     assert "(earlier)" in tokenizer.decode(runs[0][1])  # the prompt is what the template writes for it
 
 
+# --------------------------------------------------------------- prompt_completion and sharegpt rows
+
+@pytest.mark.parametrize("template, chat", [("chat", True), ("chatml", False), ("plain", False),
+                                            ("alpaca", False), ("### Q: {prompt}\n### A: ", False)])
+def test_standard_prompt_completion_trains_as_prompt_response(template, chat, chat_tok, plain_tok):
+    tokenizer = chat_tok if chat else plain_tok
+    assert one_example(tokenizer, PC_ROW, "prompt_completion", template=template) == \
+        one_example(tokenizer, PR_ROW, "prompt_response", template=template)
+
+
+def test_standard_prompt_completion_masks_the_prompt_and_learns_completion_and_eos(plain_tok):
+    example = one_example(plain_tok, PC_ROW, "prompt_completion", template="plain")
+    assert prompt_and_reply(plain_tok, example) == (EOS + PC_ROW["prompt"] + "\n", PC_ROW["completion"] + EOS)
+
+
+# TRL's conversational form: an earlier exchange in the prompt is context, only the completion is learned.
+PC_CHAT = {"prompt": LONG_CHAT["messages"][:4], "completion": LONG_CHAT["messages"][4:]}
+
+
+@pytest.mark.parametrize("template, chat", [("chat", True), ("chatml", False)])
+def test_conversational_prompt_completion_learns_only_the_completion(template, chat, chat_tok, plain_tok):
+    tokenizer = chat_tok if chat else plain_tok
+    runs = spans(one_example(tokenizer, PC_CHAT, "prompt_completion", template=template))
+    assert [on for on, _ in runs] == [False, True]
+    assert tokenizer.decode(runs[0][1]) == (("" if chat else EOS) + "<|im_start|>system\nYou are a pirate." + END
+                                            + "<|im_start|>user\nHello" + END + "<|im_start|>assistant\nAhoy!" + END
+                                            + "<|im_start|>user\nWhere is the gold?" + END
+                                            + "<|im_start|>assistant\n")
+    assert tokenizer.decode(runs[1][1]) == "Buried on the island." + END
+    # The same tokens as the whole chat with only its last reply learned.
+    assert one_example(tokenizer, PC_CHAT, "prompt_completion", template=template) == \
+        one_example(tokenizer, LONG_CHAT, "messages", template=template, assistant_turns="last")
+
+
+def test_conversational_prompt_completion_with_a_system_prompt_still_learns_only_the_completion(chat_tok):
+    row = {"prompt": LONG_CHAT["messages"][1:4], "completion": LONG_CHAT["messages"][4:]}  # no system turn
+    runs = spans(one_example(chat_tok, row, "prompt_completion", system_prompt="Be brief."))
+    assert [on for on, _ in runs] == [False, True]
+    assert chat_tok.decode(runs[0][1]).startswith("<|im_start|>system\nBe brief." + END)
+    assert chat_tok.decode(runs[1][1]) == "Buried on the island." + END
+
+
+def sharegpt(messages, **columns) -> dict:
+    speaker = {"user": "human", "assistant": "gpt", "system": "system"}
+    return {"conversations": [{"from": speaker[m["role"]], "value": m["content"]} for m in messages], **columns}
+
+
+@pytest.mark.parametrize("template, chat", [("chat", True), ("chatml", False)])
+def test_sharegpt_trains_exactly_as_the_same_messages(template, chat, chat_tok, plain_tok):
+    tokenizer = chat_tok if chat else plain_tok
+    example = one_example(tokenizer, sharegpt(LONG_CHAT["messages"]), "sharegpt", template=template)
+    assert example == one_example(tokenizer, LONG_CHAT, "messages", template=template)
+    learned = [tokenizer.decode(ids) for on, ids in spans(example) if on]
+    assert learned == ["Ahoy!" + END, "Buried on the island." + END]
+
+
+def test_sharegpt_system_column_opens_the_chat_and_is_never_dropped(chat_tok):
+    row = sharegpt(LONG_CHAT["messages"][1:], system="You are a pirate.")
+    assert one_example(chat_tok, row, "sharegpt") == one_example(chat_tok, LONG_CHAT, "messages")
+    # A recipe's system prompt does not replace the row's own.
+    assert one_example(chat_tok, row, "sharegpt", system_prompt="Be brief.") == \
+        one_example(chat_tok, LONG_CHAT, "messages")
+
+
+def test_sharegpt_roles_map_other_spellings(chat_tok):
+    row = {"conversations": [{"from": "user", "value": "Hello"}, {"from": "bot", "value": "Ahoy, matey!"}]}
+    assert one_example(chat_tok, row, "sharegpt", roles={"user": "user", "bot": "assistant"}) == \
+        one_example(chat_tok, CHAT_ROW, "messages")
+
+
+@pytest.mark.parametrize("format, row, what", [
+    ("prompt_completion", PC_CHAT, "conversational prompt/completion rows"),
+    ("sharegpt", SHAREGPT_ROW, "sharegpt conversations"),
+])
+def test_chat_rows_of_the_new_formats_need_a_chat_template(format, row, what, plain_tok):
+    with pytest.raises(DataError, match=f"{what} need a chat template: set data.template to chat or chatml"):
+        tokenize_sft([row], plain_tok, recipe(template="plain"), format)
+
+
 # ----------------------------------------------------------------------------- train_on_prompt, cuts
 
 @pytest.mark.parametrize("format, template, chat", [("messages", "chat", True), ("alpaca", "alpaca", False),
@@ -259,6 +341,9 @@ GENERATION_CASES = [
     ("alpaca", "Do: {instruction}\nWith: {input}\n=> ", False, "Name a sea."),
     ("alpaca", "chat", True, "Name a sea."),
     ("messages", "chatml", False, "Hello"),
+    ("prompt_completion", "plain", False, "What is the capital of Peru?"),
+    ("prompt_completion", "chat", True, "What is the capital of Peru?"),
+    ("sharegpt", "chatml", False, "Hello"),
 ]
 
 
@@ -292,6 +377,9 @@ def test_a_custom_template_without_a_prompt_slot_cannot_generate(plain_tok):
     ("alpaca", ALPACA_INPUT_ROW, "alpaca", False, "That be 5."),
     ("alpaca", ALPACA_INPUT_ROW, "chat", True, "That be 5."),
     ("messages", LONG_CHAT, "chat", True, "Buried on the island."),
+    ("prompt_completion", PC_CHAT, "chat", True, "Buried on the island."),
+    ("prompt_completion", PC_ROW, "plain", False, "Arr, Lima be the capital."),
+    ("sharegpt", SHAREGPT_ROW, "chatml", False, "Ahoy, matey!"),
     ("prompt_response", PR_ROW, "### Q: {prompt}\n### A: ", False, "Arr, Lima be the capital."),
 ])
 def test_eval_prompt_is_the_training_prompt_of_the_last_reply(format, row, template, chat, reference,

@@ -36,10 +36,12 @@ def normalize_row(row: dict, fmt: RowFormat) -> dict:
     for field in fmt.texts:
         if isinstance(out.get(field), str):
             out[field] = normalize_text(out[field])
-    turns = out.get(fmt.messages) if fmt.messages else None
-    if isinstance(turns, list):  # a malformed chat is reported by the completeness check
-        out[fmt.messages] = [{**t, "content": normalize_text(t["content"])}
-                             if isinstance(t, dict) and isinstance(t.get("content"), str) else t for t in turns]
+    key = fmt.content
+    for field in fmt.chats:
+        turns = out.get(field)
+        if isinstance(turns, list):  # a malformed chat is reported by the completeness check
+            out[field] = [{**t, key: normalize_text(t[key])} if isinstance(t, dict) and isinstance(t.get(key), str)
+                          else t for t in turns]
     return out
 
 

@@ -9,21 +9,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ftcli.data.chats import PROMPT_COMPLETION, SHAREGPT_FIELD, chat_problem, is_conversational
 from ftcli.errors import DataError
 from ftcli.recipe import Recipe
 
 ALPACA_FIELDS = ("instruction", "input", "output")  # the Stanford Alpaca names; "input" may be absent
-SFT_FORMATS = ("prompt_response", "alpaca", "messages")
+SFT_FORMATS = ("prompt_response", "alpaca", "messages", "prompt_completion", "sharegpt")
+_CHAT_HINTS = {
+    "messages": "each row needs a list of {\"role\": ..., \"content\": ...} turns with at least one assistant turn",
+    "sharegpt": "each row needs conversations: a list of {\"from\": ..., \"value\": ...} turns, each 'from' "
+                "mapped by data.roles (default human, gpt, system), with at least one assistant turn",
+    "prompt_completion": "prompt and completion are both strings, or both lists of {\"role\": ..., "
+                         "\"content\": ...} turns with at least one assistant turn in the completion",
+}
 
 
 @dataclass(frozen=True)
 class RowFormat:
-    name: str  # prompt_response, alpaca, messages, text, classification or seq2seq
+    name: str  # prompt_response, alpaca, messages, prompt_completion, sharegpt, text, classification or seq2seq
     columns: tuple[str, ...]  # must exist in the data
     required: tuple[str, ...]  # must be non-empty in a row, or the row is incomplete
-    texts: tuple[str, ...]  # string fields that hold text (messages: the turns' content instead)
+    texts: tuple[str, ...]  # string fields that hold text
     keys: tuple[str, ...]  # the fields two rows must share to be duplicates
-    messages: str | None = None  # the chat field, in the messages format
+    chats: tuple[str, ...] = ()  # fields that hold lists of turns (prompt_completion: when conversational)
+    content: str = "content"  # the key of a turn's text
+    messages_field: str = "messages"  # data.messages_field, for `chats.chat_problem`
+    roles: tuple[tuple[str, str], ...] = ()  # sharegpt: data.roles, as pairs (a frozen dataclass)
 
     @property
     def mode(self) -> str:
@@ -43,12 +54,20 @@ def row_format(recipe: Recipe, name: str) -> RowFormat:
         return RowFormat(name, needed, needed, ALPACA_FIELDS, ALPACA_FIELDS)
     if name == "messages":
         chat = (d.messages_field,)
-        return RowFormat(name, chat, chat, (), chat, messages=d.messages_field)
+        return RowFormat(name, chat, chat, (), chat, chats=chat, messages_field=d.messages_field)
+    if name == "prompt_completion":
+        return RowFormat(name, PROMPT_COMPLETION, PROMPT_COMPLETION, PROMPT_COMPLETION, PROMPT_COMPLETION,
+                         chats=PROMPT_COMPLETION)
+    if name == "sharegpt":
+        chat = (SHAREGPT_FIELD,)
+        return RowFormat(name, chat, chat, ("system",), ("system", SHAREGPT_FIELD), chats=chat, content="value",
+                         roles=tuple(d.roles.items()))
     return RowFormat("text", (d.text_field,), (d.text_field,), (d.text_field,), (d.text_field,))
 
 
-def detect_format(recipe: Recipe, columns: list[str], source: str) -> RowFormat:
-    """The format the task and data ask for; an error listing the fields the data has otherwise."""
+def detect_format(recipe: Recipe, columns: list[str], source: str, rows: list[dict] = ()) -> RowFormat:
+    """The format the task and data ask for; an error listing the fields the data has otherwise.
+    `rows`: the first rows, for formats told apart by their values (ShareGPT's {from, value} turns)."""
     d = recipe.data
     fixed = {"sequence-classification": "classification", "seq2seq": "seq2seq", "masked-lm": "text"}
     if recipe.task in fixed:
@@ -61,27 +80,39 @@ def detect_format(recipe: Recipe, columns: list[str], source: str) -> RowFormat:
     elif d.format != "auto":
         fmt = row_format(recipe, d.format)
     else:
-        fmt = _detect_causal(recipe, columns, source)
+        fmt = _detect_causal(recipe, columns, source, list(rows))
     require_columns(fmt, columns, source, recipe)
     return fmt
 
 
-def _detect_causal(recipe: Recipe, columns: list[str], source: str) -> RowFormat:
+def _detect_causal(recipe: Recipe, columns: list[str], source: str, rows: list[dict]) -> RowFormat:
     d = recipe.data
     have = set(columns)
     if d.messages_field in have:
         return row_format(recipe, "messages")
+    if SHAREGPT_FIELD in have and _sharegpt_turns(rows):
+        return row_format(recipe, "sharegpt")
     if {d.prompt_field, d.response_field} <= have:
         return row_format(recipe, "prompt_response")
+    if set(PROMPT_COMPLETION) <= have:
+        return row_format(recipe, "prompt_completion")
     if {"instruction", "output"} <= have:
         return row_format(recipe, "alpaca")
     if d.text_field in have:
         return row_format(recipe, "text")
     raise DataError(f"{source}: causal-lm needs fields '{d.prompt_field}' and '{d.response_field}' (SFT), "
-                    f"'instruction' and 'output' (alpaca), '{d.messages_field}' (chat turns) or "
-                    f"'{d.text_field}' (plain text); the data has: {', '.join(columns) or '(none)'}",
+                    "'prompt' and 'completion' (TRL's prompt/completion), 'instruction' and 'output' (alpaca), "
+                    f"'{d.messages_field}' (chat turns), '{SHAREGPT_FIELD}' of {{from, value}} turns (ShareGPT) "
+                    f"or '{d.text_field}' (plain text); the data has: {', '.join(columns) or '(none)'}",
                     hint="set data.prompt_field/response_field, data.messages_field or data.text_field to the "
                          "names your data uses")
+
+
+def _sharegpt_turns(rows: list[dict]) -> bool:
+    """Whether the first row's conversation is ShareGPT's {from, value} turns."""
+    turns = next((r[SHAREGPT_FIELD] for r in rows[:1000] if isinstance(r.get(SHAREGPT_FIELD), list)
+                  and r[SHAREGPT_FIELD]), [])
+    return bool(turns) and isinstance(turns[0], dict) and "from" in turns[0]
 
 
 def require_columns(fmt: RowFormat, columns: list[str], source: str, recipe: Recipe) -> None:
@@ -89,7 +120,9 @@ def require_columns(fmt: RowFormat, columns: list[str], source: str, recipe: Rec
     if not missing:
         return
     keys = {"classification": "data.text_field / data.label_field", "text": "data.text_field",
-            "messages": "data.messages_field", "alpaca": "data.format (alpaca reads instruction/input/output)"}
+            "messages": "data.messages_field", "alpaca": "data.format (alpaca reads instruction/input/output)",
+            "prompt_completion": "data.format (prompt_completion reads prompt and completion)",
+            "sharegpt": f"data.format (sharegpt reads {SHAREGPT_FIELD})"}
     raise DataError(f"{source}: field(s) {', '.join(missing)} not found (needed by the {fmt.name} format); "
                     f"the data has: {', '.join(columns) or '(none)'}",
                     hint=f"set {keys.get(fmt.name, 'data.prompt_field / data.response_field')} to the names "
@@ -113,15 +146,15 @@ def is_complete(row: dict, fmt: RowFormat, source: str, number: int) -> bool:
     incomplete: it is an error naming the row, since dropping it silently would hide a data bug."""
     if not all(_filled(row.get(f)) for f in fmt.required):
         return False
+    conversational = is_conversational(row, fmt.name)
     for field in fmt.texts:
-        if isinstance(row.get(field), (list, dict)):
+        if isinstance(row.get(field), (list, dict)) and not (conversational and field in fmt.chats):
             raise _structured_text(row[field], field, source, number)
-    if fmt.messages:
-        problem = _chat_problem(row[fmt.messages])
+    if conversational:
+        problem = chat_problem(row, fmt.name, fmt.messages_field, dict(fmt.roles))
         if problem:
-            raise DataError(f"{source}: row {number}: '{fmt.messages}' {problem}",
-                            hint="each row needs a list of {\"role\": ..., \"content\": ...} turns with at least "
-                                 "one assistant turn")
+            field, what = problem
+            raise DataError(f"{source}: row {number}: '{field}' {what}", hint=_CHAT_HINTS[fmt.name])
     return True
 
 
@@ -136,22 +169,13 @@ def _structured_text(value, field: str, source: str, number: int) -> DataError:
                      "training text", hint=hint)
 
 
-def _chat_problem(turns) -> str | None:
-    if not isinstance(turns, list):
-        return f"is a {type(turns).__name__}, not a list of turns"
-    for i, turn in enumerate(turns, start=1):
-        if not isinstance(turn, dict):
-            return f"turn {i} is a {type(turn).__name__}, not a {{role, content}} mapping"
-        for key in ("role", "content"):
-            if not isinstance(turn.get(key), str):
-                return f"turn {i} has no string '{key}'"
-    if not any(turn["role"] == "assistant" for turn in turns):
-        return "has no assistant turn to learn from"
-    return None
-
-
 def row_texts(row: dict, fmt: RowFormat) -> list[str]:
-    """The text a row contributes (what min_chars/max_chars measure)."""
-    if fmt.messages:
-        return [turn["content"] for turn in row[fmt.messages]]
-    return [str(row[f]) for f in fmt.texts if row.get(f) is not None]
+    """The text a row contributes (what min_chars/max_chars measure): text fields, and turns' text."""
+    texts = []
+    for field in dict.fromkeys(fmt.texts + fmt.chats):
+        value = row.get(field)
+        if isinstance(value, list):
+            texts += [turn[fmt.content] for turn in value]
+        elif value is not None:
+            texts.append(str(value))
+    return texts

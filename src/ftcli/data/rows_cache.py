@@ -22,7 +22,8 @@ from ftcli.io import write_atomically
 from ftcli.recipe import Recipe
 
 # The modules whose behaviour decides the rows of a split.
-_CODE = ("data/splits.py", "data/readers.py", "data/sources.py", "data/row_formats.py", "data/cleaning.py")
+_CODE = ("data/splits.py", "data/readers.py", "data/sources.py", "data/row_formats.py", "data/chats.py",
+         "data/cleaning.py")
 
 
 def _local_files(recipe: Recipe) -> list[Path] | None:

@@ -27,7 +27,7 @@ class Splits:
     mode: str  # "classification", "sft", "text" (language modelling on plain text) or "seq2seq"
     train: list[dict]  # empty when data.streaming: training rows come from `stream_rows`
     eval: list[dict]
-    format: str = ""  # sft: "prompt_response", "alpaca" or "messages"; otherwise the mode
+    format: str = ""  # sft: "prompt_response", "alpaca", "messages", "prompt_completion" or "sharegpt"; else the mode
     columns: list[str] = field(default_factory=list)
     # Per split ("train", and "eval" when read from data.eval): rows changed or removed by each step.
     cleaning: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -108,7 +108,7 @@ def load_splits(recipe: Recipe) -> Splits:
         return _streaming_splits(recipe)
     train_sources = as_sources(d.train)
     read = _read_all(recipe, train_sources)
-    fmt = detect_format(recipe, columns_of(read[0]), describe_source(train_sources[0]))
+    fmt = detect_format(recipe, columns_of(read[0]), describe_source(train_sources[0]), read[0][:1000])
     for source, rows in zip(train_sources[1:], read[1:]):
         require_columns(fmt, columns_of(rows), describe_source(source), recipe)
     kept, counts = _clean(recipe, fmt, train_sources, read, "training")

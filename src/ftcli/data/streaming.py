@@ -57,7 +57,7 @@ def stream_start(recipe: Recipe) -> tuple[RowFormat, list[str], Iterator[dict]]:
     if not head:
         raise DataError(f"{path}: no rows")
     columns = columns_of(head)
-    return detect_format(recipe, columns, str(path)), columns, chain(head, rows)
+    return detect_format(recipe, columns, str(path), head), columns, chain(head, rows)
 
 
 def stream_rows(recipe: Recipe, counts: dict[str, int] | None = None) -> Iterator[dict]:

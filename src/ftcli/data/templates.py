@@ -7,15 +7,18 @@ prompt and a newline), or a custom string whose {field} placeholders are filled 
 Chat templates are passed around as one value, `chat`: False (no chat template), True (the
 tokenizer's own) or a Jinja template string (ChatML), the form `apply_chat_template` takes.
 
-Rows come in three SFT formats (`Splits.format`): prompt_response (data.prompt_field and
-data.response_field), alpaca (instruction, optional input, output) and messages (data.messages_field:
-a list of {role, content} turns). Tokenization and masking live in `ftcli.preprocess`.
+Rows come in five SFT formats (`Splits.format`): prompt_response (data.prompt_field and
+data.response_field), alpaca (instruction, optional input, output), prompt_completion (TRL's prompt and
+completion: strings like prompt_response, or lists of turns rendered as a chat), and the chats
+messages (data.messages_field: a list of {role, content} turns) and sharegpt (`chats`). Tokenization
+and masking live in `tokenize`.
 """
 
 from __future__ import annotations
 
 import re
 
+from ftcli.data import chats
 from ftcli.errors import DataError, ModelError, UserError
 from ftcli.recipe import DataSection, GenerateSection
 
@@ -92,11 +95,17 @@ def fill(template: str, values: dict) -> str:
     return _PLACEHOLDER.sub(value, template)
 
 
-def check_template(kind: str, data: DataSection, format: str, fields: list[str], source: str = "data") -> None:
+def check_template(kind: str, data: DataSection, format: str, fields: list[str], source: str = "data",
+                   conversational: bool | None = None) -> None:
     """Fail before tokenizing when the template cannot render these rows: chats without a chat
-    template, or a custom placeholder that names no field of the data (`fields`)."""
-    if format == "messages" and not chat_setting(kind):
-        raise DataError(f"{source}: messages need a chat template: set data.template to chat or chatml "
+    template, or a custom placeholder that names no field of the data (`fields`). `conversational`:
+    whether some row is a chat (`chats.is_conversational`); None: whether the format always is."""
+    if conversational is None:
+        conversational = format in chats.CHAT_FORMATS
+    if conversational and not chat_setting(kind):
+        what = {"sharegpt": "sharegpt conversations",
+                "prompt_completion": "conversational prompt/completion rows"}.get(format, "messages")
+        raise DataError(f"{source}: {what} need a chat template: set data.template to chat or chatml "
                         f"(it is {data.template!r})")
     if kind in ("chat", "chatml", "alpaca", "plain"):
         return
@@ -118,7 +127,11 @@ def check_template(kind: str, data: DataSection, format: str, fields: list[str],
 # --- the parts of a row -----------------------------------------------------------------------------
 
 def _response_field(data: DataSection, format: str) -> str:
-    return "output" if format == "alpaca" else data.response_field
+    return {"alpaca": "output", "prompt_completion": "completion"}.get(format, data.response_field)
+
+
+def _prompt_field(data: DataSection, format: str) -> str:
+    return "prompt" if format == "prompt_completion" else data.prompt_field
 
 
 def user_text(row: dict, data: DataSection, format: str) -> str:
@@ -126,20 +139,22 @@ def user_text(row: dict, data: DataSection, format: str) -> str:
     if format == "alpaca":
         extra = str(row.get("input") or "")
         return str(row["instruction"]) + (f"\n\n{extra}" if extra else "")
-    return str(row[data.prompt_field])
+    return str(row[_prompt_field(data, format)])
 
 
-def conversation(row: dict, data: DataSection, format: str, system_prompt: str | None) -> list[dict]:
-    """The row as chat messages, answer included; `system_prompt` (generate.system_prompt) opens
-    it unless the row has its own system message, as generation will ask."""
-    if format == "messages":
-        messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in row[data.messages_field]]
+def conversation(row: dict, data: DataSection, format: str, system_prompt: str | None) -> tuple[list[dict], int]:
+    """The row as chat messages, answer included, and the index of the first turn a reply is learned
+    from (a conversational prompt's own assistant turns are context). `system_prompt`
+    (generate.system_prompt) opens it unless the row has its own system message, as generation will ask."""
+    if chats.is_conversational(row, format):
+        messages, first = chats.messages_of(row, format, data.messages_field, data.roles)
     else:
-        messages = [{"role": "user", "content": user_text(row, data, format)},
-                    {"role": "assistant", "content": str(row[_response_field(data, format)])}]
+        messages, first = [{"role": "user", "content": user_text(row, data, format)},
+                           {"role": "assistant", "content": str(row[_response_field(data, format)])}], 0
     if system_prompt and messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": system_prompt})
-    return messages
+        first += 1
+    return messages, first
 
 
 def text_prompt(kind: str, row: dict, data: DataSection, format: str, system_prompt: str | None) -> str:
@@ -151,21 +166,23 @@ def text_prompt(kind: str, row: dict, data: DataSection, format: str, system_pro
         if format == "alpaca":
             instruction, extra = str(row["instruction"]), str(row.get("input") or "")
         else:
-            instruction, extra = str(row[data.prompt_field]), ""
+            instruction, extra = str(row[_prompt_field(data, format)]), ""
         if extra:
             return prefix + fill(ALPACA_PROMPT, {"instruction": instruction, "input": extra})
         return prefix + fill(ALPACA_PROMPT_NO_INPUT, {"instruction": instruction})
     return prefix + fill(kind, row)
 
 
-def chat_segments(tokenizer, messages: list[dict], chat: bool | str, last_only: bool) -> list[tuple[str, bool]]:
-    """The rendered chat cut into (text, learn) pieces: each learned assistant reply with its
-    end-of-turn markup is learn=True, everything before it (other turns, the markup that opens the
-    reply) learn=False. Turns after the last learned reply teach nothing and are left out.
+def chat_segments(tokenizer, messages: list[dict], chat: bool | str, last_only: bool,
+                  first: int = 0) -> list[tuple[str, bool]]:
+    """The rendered chat cut into (text, learn) pieces: each learned assistant reply (from turn
+    `first` on) with its end-of-turn markup is learn=True, everything before it (other turns, the
+    markup that opens the reply) learn=False. Turns after the last learned reply teach nothing and are
+    left out.
 
     Each prefix is rendered on its own (messages[:k] with the generation prompt, then messages[:k+1]),
     which works for any template as long as a longer chat's text starts with a shorter one's."""
-    targets = [k for k, m in enumerate(messages) if m["role"] == "assistant"]
+    targets = [k for k, m in enumerate(messages) if m["role"] == "assistant" and k >= first]
     if not targets:
         raise DataError("a chat has no assistant turn to learn from")
     if last_only:
@@ -236,6 +253,6 @@ def prompt_and_reference(row: dict, recipe, format: str, tokenizer) -> tuple[str
     chat = chat_setting(kind)
     if not chat:
         return text_prompt(kind, row, d, format, system), str(row[_response_field(d, format)])
-    messages = conversation(row, d, format, system)
+    messages, _ = conversation(row, d, format, system)
     last = max(k for k, m in enumerate(messages) if m["role"] == "assistant")
     return render_chat(tokenizer, messages[:last], chat, add_generation_prompt=True), messages[last]["content"]

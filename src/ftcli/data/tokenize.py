@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass
 
 from ftcli.data import templates
+from ftcli.data.chats import is_conversational
 from ftcli.data.row_formats import columns_of
 from ftcli.errors import DataError, ModelError
 from ftcli.recipe import Recipe
@@ -80,8 +81,8 @@ def _sft_pieces(tokenizer, row: dict, recipe: Recipe, kind: str, format: str) ->
     if not chat:
         prompt, response = templates.prompt_and_reference(row, recipe, format, tokenizer)
         return [(prompt_token_ids(tokenizer, prompt), False), (_answer_ids(tokenizer, response), True)]
-    messages = templates.conversation(row, d, format, system)
-    texts = templates.chat_segments(tokenizer, messages, chat, last_only=d.assistant_turns == "last")
+    messages, first = templates.conversation(row, d, format, system)
+    texts = templates.chat_segments(tokenizer, messages, chat, last_only=d.assistant_turns == "last", first=first)
     # The first piece opens the example and gets BOS as a generation prompt does; the rest continue it.
     return [(prompt_token_ids(tokenizer, text, rendered_chat=True) if i == 0
              else tokenizer(text, add_special_tokens=False)["input_ids"], learn) for i, (text, learn) in enumerate(texts)]
@@ -94,7 +95,8 @@ def tokenize_sft(rows: list[dict], tokenizer, recipe: Recipe, format: str = "pro
     d = recipe.data
     kind = templates.resolve(tokenizer, d.template)
     if rows:  # checked once for all rows, so a bad template fails with one message
-        templates.check_template(kind, d, format, columns_of(rows), source)
+        templates.check_template(kind, d, format, columns_of(rows), source,
+                                 conversational=any(is_conversational(r, format) for r in rows))
     out, truncated, dropped = [], 0, 0
     for row in rows:
         ids, labels, replies = [], [], []

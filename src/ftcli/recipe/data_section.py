@@ -10,6 +10,8 @@ from ftcli.recipe.section import Section
 
 # data.template: names of built-in formats; anything else must be a custom string with {field} slots.
 TEMPLATE_NAMES = ("auto", "chat", "chatml", "alpaca", "plain")
+# ShareGPT's speakers (LLaMA-Factory's defaults) as chat roles.
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
 
 
 class DataSource(Section):
@@ -60,9 +62,15 @@ class DataSection(Section):
     response_field: str = Field("response", description="SFT target (seq2seq: the target text); loss only on "
                                                         "its tokens.")
     messages_field: str = Field("messages", description="SFT chats: a list of {role, content} turns.")
-    format: Literal["auto", "prompt_response", "alpaca", "messages", "text"] = Field(
+    format: Literal["auto", "prompt_response", "alpaca", "messages", "prompt_completion", "sharegpt", "text"] = Field(
         "auto", description="Row format: prompt/response fields, alpaca (instruction/input/output), chat "
-                            "messages, or plain text; auto picks from the fields the data has.")
+                            "messages, TRL's prompt/completion (strings, or lists of turns), ShareGPT "
+                            "conversations ({from, value} turns), or plain text; auto picks from the fields the "
+                            "data has.")
+    roles: dict[str, Literal["user", "assistant", "system"]] = Field(
+        default_factory=lambda: dict(SHAREGPT_ROLES),
+        description="ShareGPT: each turn's 'from' and the chat role it is; the whole map (a 'from' it does not "
+                    "name is an error).")
     template: str = Field(
         "auto", description="SFT prompt format: chat (the tokenizer's chat template; auto picks it when there "
                             "is one), chatml, alpaca, plain (the prompt and a newline), or a custom string with "
@@ -96,6 +104,13 @@ class DataSection(Section):
     def _some_data(cls, value):
         if isinstance(value, list) and not value:
             raise ValueError("an empty list names no data: give a file, folder, hub dataset or source mapping")
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _roles_name_speakers(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value or not all(k.strip() for k in value):
+            raise ValueError("name each ShareGPT speaker ('from') and its role, e.g. {human: user, gpt: assistant}")
         return value
 
     @field_validator("template")
