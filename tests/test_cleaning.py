@@ -92,7 +92,8 @@ def test_min_and_max_chars_count_the_formats_text_in_total(tmp_path):
 def test_chars_of_a_chat_are_its_turns_content(tmp_path):
     chat = {"messages": [{"role": "user", "content": "12345"}, {"role": "assistant", "content": "678"}]}
     assert len(load(tmp_path, [chat], max_chars=8).train) == 1
-    assert load(tmp_path, [chat, {"messages": [{"role": "assistant", "content": "x" * 9}]}], name="c.jsonl",
+    assert load(tmp_path, [chat, {"messages": [{"role": "user", "content": "x" * 5},
+                                                       {"role": "assistant", "content": "x" * 4}]}], name="c.jsonl",
                 max_chars=8).cleaning["train"]["too_long"] == 1
 
 

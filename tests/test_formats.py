@@ -234,3 +234,17 @@ def test_prompt_completion_turns_are_normalised_and_measured(tmp_path):
     short = {"prompt": [{"role": "user", "content": "a"}], "completion": [{"role": "assistant", "content": "b"}]}
     assert splits_of(tmp_path, [row, short], max_chars=6).train == [short]  # 5 + 2 chars is too long
 
+
+# ------------------------------------------------------ a chat that opens with the assistant's reply
+
+@pytest.mark.parametrize("row, field", [
+    ({"messages": [{"role": "assistant", "content": "Ahoy!"}, *CHAT]}, "messages"),
+    ({"conversations": [{"from": "gpt", "value": "Ahoy!"}, *SHAREGPT["conversations"]]}, "conversations"),
+    ({"prompt": [{"role": "assistant", "content": "Ahoy!"}], "completion": TRL_CONVERSATIONAL["completion"]},
+     "prompt"),
+])
+def test_a_chat_opening_with_the_assistant_names_file_and_row(tmp_path, row, field):
+    path = write_jsonl(tmp_path / "chats.jsonl", [row])
+    with pytest.raises(DataError) as info:
+        load_splits(recipe(path))
+    assert f"{path}: row 1: '{field}' opens with an assistant turn" in info.value.message

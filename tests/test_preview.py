@@ -130,3 +130,14 @@ def test_sharegpt_and_conversational_prompt_completion_previews_mark_what_is_ign
         assert f"task causal-lm ({fmt}): 1 training rows" in result.stdout
         assert expected[fmt] in result.stdout
 
+
+def test_a_chat_opening_with_the_assistant_is_a_user_error_naming_file_and_row(workdir, tiny_llama):
+    opening = {"messages": [{"role": "assistant", "content": "Ahoy!"}, {"role": "user", "content": "Hi"},
+                            {"role": "assistant", "content": "Arr."}]}
+    good = {"messages": opening["messages"][1:]}
+    path, recipe = _recipe(workdir, tiny_llama, [good, opening], eval_fraction=0)
+    for command in (["data", "preview", str(path)], ["validate", str(path)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert f"{recipe.data.train}: row 2: 'messages' opens with an assistant turn" in result.output
+        assert "Traceback" not in result.output

@@ -268,6 +268,16 @@ def test_chat_rows_of_the_new_formats_need_a_chat_template(format, row, what, pl
         tokenize_sft([row], plain_tok, recipe(template="plain"), format)
 
 
+def test_a_chat_the_template_refuses_is_a_data_error(tiny_llama):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    tokenizer.chat_template = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system turns') }}"
+                               "{% endif %}") + tokenizer.chat_template
+    with pytest.raises(DataError, match="the chat template refuses a chat with turns system, user: no system turns"):
+        tokenize_sft([LONG_CHAT], tokenizer, recipe(), "messages")
+
+
 # ----------------------------------------------------------------------------- train_on_prompt, cuts
 
 @pytest.mark.parametrize("format, template, chat", [("messages", "chat", True), ("alpaca", "alpaca", False),

@@ -64,6 +64,9 @@ def chat_problem(row: dict, format: str, messages_field: str, roles: dict[str, s
     messages, _ = messages_of(row, format, messages_field, roles)
     if not any(m["role"] == "assistant" for m in messages):
         return field, "has no assistant turn to learn from"
+    if messages[0]["role"] == "assistant":
+        # A chat template renders a reply after the turns before it; before the first there are none.
+        return field, "opens with an assistant turn: a chat starts with a user (or system) turn"
     return None
 
 

@@ -74,9 +74,17 @@ def chat_setting(kind: str) -> bool | str:
 
 
 def render_chat(tokenizer, messages: list[dict], chat: bool | str, add_generation_prompt: bool) -> str:
-    # chat_template=None makes transformers use the tokenizer's own template.
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                         chat_template=chat if isinstance(chat, str) else None)
+    from jinja2.exceptions import TemplateError
+
+    try:
+        # chat_template=None makes transformers use the tokenizer's own template.
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                             chat_template=chat if isinstance(chat, str) else None)
+    except TemplateError as exc:  # the template's own raise_exception: a chat it refuses, not a bug
+        roles = ", ".join(m["role"] for m in messages)
+        raise DataError(f"the chat template refuses a chat with turns {roles}: {exc}",
+                        hint="give chats the turn order this model's template expects (often user and "
+                             "assistant alternating, after an optional system turn)") from None
 
 
 def placeholders(template: str) -> list[str]:
