@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -141,3 +142,34 @@ def test_a_chat_opening_with_the_assistant_is_a_user_error_naming_file_and_row(w
         assert result.exit_code == 2, result.output
         assert f"{recipe.data.train}: row 2: 'messages' opens with an assistant turn" in result.output
         assert "Traceback" not in result.output
+
+
+def test_validate_refuses_chats_without_a_chat_template_as_finetune_does(workdir, tiny_llama_plain):
+    import ftcli
+    from ftcli.errors import DataError
+
+    chat = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Ahoy!"}]}
+    path, recipe = _recipe(workdir, tiny_llama_plain, [chat] * 4, eval_fraction=0)
+    recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"output_dir": str(workdir / "run")})})
+    errors = []
+    for command in (ftcli.validate, ftcli.finetune):
+        with pytest.raises(DataError) as info:
+            command(recipe)
+        errors.append(info.value.message)
+    assert errors[0] == errors[1] == (f"{recipe.data.train}: messages need a chat template: set data.template "
+                                      "to chat or chatml (it is 'auto')")
+    assert not (workdir / "run").exists()
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "messages need a chat template" in result.output
+
+
+@pytest.mark.parametrize("template, said", [
+    ("auto", "plain (prompt, newline, response) (data.template auto: the tokenizer has no chat template)"),
+    ("chatml", "ChatML (built in)"),
+    ("alpaca", "the Alpaca prompt"),
+])
+def test_validate_says_which_prompt_format_a_run_uses(workdir, tiny_llama_plain, template, said):
+    path, _ = _recipe(workdir, tiny_llama_plain, repo_rows("pirate", 4), eval_fraction=0, template=template)
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"prompt: {said}\n" in result.stdout

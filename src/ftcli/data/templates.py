@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 from ftcli.data import chats
+from ftcli.data.row_formats import columns_of
 from ftcli.errors import DataError, ModelError, UserError
 from ftcli.recipe import DataSection, GenerateSection
 
@@ -130,6 +131,26 @@ def check_template(kind: str, data: DataSection, format: str, fields: list[str],
     if answer in names:
         raise DataError(f"data.template puts {{{answer}}}, the response, in the prompt",
                         hint="leave it out: the response follows the rendered template by itself")
+
+
+def check_rows(tokenizer, data: DataSection, format: str, rows: list[dict], source: str = "data") -> str:
+    """The kind of data.template for these rows, once checked that it can render them: the one check
+    `tokenize_sft` and `ftcli validate` both run, so validate passes exactly what finetune accepts."""
+    kind = resolve(tokenizer, data.template)
+    if rows:  # checked once for all rows, so a bad template fails with one message
+        check_template(kind, data, format, columns_of(rows), source,
+                       conversational=any(chats.is_conversational(r, format) for r in rows))
+    return kind
+
+
+def describe(kind: str, template: str) -> str:
+    """How prompts are written, in words (`ftcli validate` and finetune's log say the same)."""
+    text = {"chat": "the tokenizer's chat template", "chatml": "ChatML (built in)",
+            "alpaca": "the Alpaca prompt", "plain": "plain (prompt, newline, response)"}.get(kind, f"{kind!r}")
+    if template == "auto":
+        text += " (data.template auto: the tokenizer has " + ("a chat template)" if kind == "chat" else
+                                                               "no chat template)")
+    return text
 
 
 # --- the parts of a row -----------------------------------------------------------------------------

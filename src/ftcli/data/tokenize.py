@@ -14,8 +14,6 @@ import hashlib
 from dataclasses import dataclass
 
 from ftcli.data import templates
-from ftcli.data.chats import is_conversational
-from ftcli.data.row_formats import columns_of
 from ftcli.errors import DataError, ModelError
 from ftcli.recipe import Recipe
 
@@ -93,10 +91,7 @@ def tokenize_sft(rows: list[dict], tokenizer, recipe: Recipe, format: str = "pro
     """SFT examples of `format` rows in data.template's format; labels are -100 except on the
     replies learned (everywhere with data.train_on_prompt)."""
     d = recipe.data
-    kind = templates.resolve(tokenizer, d.template)
-    if rows:  # checked once for all rows, so a bad template fails with one message
-        templates.check_template(kind, d, format, columns_of(rows), source,
-                                 conversational=any(is_conversational(r, format) for r in rows))
+    kind = templates.check_rows(tokenizer, d, format, rows, source)
     out, truncated, dropped = [], 0, 0
     for row in rows:
         ids, labels, replies = [], [], []

@@ -10,7 +10,8 @@ from ftcli.data.prepare import prepare_splits
 from ftcli.data.preview import DataPreview, describe
 from ftcli.data.rows_cache import load_splits_cached
 from ftcli.data.splits import Splits, load_splits
-from ftcli.data.templates import uses_chat_template
+from ftcli.data import templates
+from ftcli.data.sources import describe_source
 from ftcli.data.tokenize import label_mapping
 from ftcli.modeling.load import check_model_source
 from ftcli.modeling.precision import resolve as resolve_precision
@@ -40,6 +41,9 @@ def prepare_data(recipe: Recipe, log=log) -> PreparedData:
     log(f"task {recipe.task} ({splits.format}): {rows} training rows, {len(splits.eval)} eval rows"
         + (f"; dropped {splits.dropped_summary()}" if splits.rows_dropped else ""))
     tokenizer = run_tokenizer(recipe, splits, log)
+    if splits.mode == "sft":  # as `ftcli validate` says it
+        template = recipe.data.template
+        log(f"prompt format: {templates.describe(templates.resolve(tokenizer, template), template)}")
     label2id = label_mapping(splits.train, recipe.data.label_field) if splits.mode == "classification" else None
     train_set, eval_set = prepare_splits(recipe, splits, tokenizer, label2id, log)
     return PreparedData(splits, tokenizer, label2id, train_set, eval_set)
@@ -58,8 +62,11 @@ def validate(recipe: Recipe) -> dict:
         model = check_model_source(recipe.model.name_or_path, recipe.model.gguf_file)
     prompt_format = None
     if splits.mode == "sft":
-        chat = uses_chat_template(run_tokenizer(recipe, splits), recipe.data.template)
-        prompt_format = "the tokenizer's chat template" if chat else "plain (prompt, newline, response)"
+        # The check tokenize_sft runs before tokenizing: a chat file on a model without a chat
+        # template fails here as it would in finetune.
+        kind = templates.check_rows(run_tokenizer(recipe, splits), recipe.data, splits.format, splits.train,
+                                    describe_source(recipe.data.train))
+        prompt_format = templates.describe(kind, recipe.data.template)
     return {"prompt_format": prompt_format, "task": recipe.task, "mode": splits.mode, "train_rows": len(splits.train),
             "eval_rows": len(splits.eval), "dropped_rows": splits.rows_dropped,
             "dropped": splits.dropped_summary(), "format": splits.format, "cleaning": splits.cleaning,
