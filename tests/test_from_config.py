@@ -170,6 +170,10 @@ def test_training_texts_take_every_text_field_of_the_format():
     chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
     assert training_texts([{"messages": chat}], recipe, "messages") == ["hi", "hello"]
     assert training_texts([{"instruction": "i", "input": "", "output": "o"}], recipe, "alpaca") == ["i", "o"]
+    assert training_texts([{"prompt": chat[:1], "completion": chat[1:]}, {"prompt": "p", "completion": "c"}], recipe,
+                          "prompt_completion") == ["hi", "hello", "p", "c"]
+    sharegpt = {"system": "s", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}
+    assert training_texts([sharegpt], recipe, "sharegpt") == ["s", "hi", "yo"]
     assert training_texts([{"text": "t", "label": "pos"}], recipe, "classification") == ["t"]
     assert training_texts([{"a": "x", "b": 3}], recipe, "some-new-format") == ["x"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from ftcli.data.chats import PROMPT_COMPLETION, SHAREGPT_FIELD
 from ftcli.errors import UserError
 from ftcli.modeling.load import load_tokenizer
 from ftcli.recipe import ModelSection
@@ -56,11 +57,12 @@ def special_tokens_for(task: str, architecture: str) -> SpecialTokens:
 
 
 def _strings(value) -> list[str]:
-    """The text in one field: a string, or the contents of a list of chat messages."""
+    """The text in one field: a string, or the contents of a list of chat messages (ShareGPT's: values)."""
     if isinstance(value, str):
         return [value]
     if isinstance(value, list):
-        return [m["content"] for m in value if isinstance(m, dict) and isinstance(m.get("content"), str)]
+        texts = [m.get("content", m.get("value")) for m in value if isinstance(m, dict)]
+        return [t for t in texts if isinstance(t, str)]
     return []
 
 
@@ -71,7 +73,8 @@ def training_texts(rows, recipe, format: str) -> list[str]:
     pair = (d.prompt_field, d.response_field)
     fields = {"text": (d.text_field,), "classification": (d.text_field,), "sft": pair, "prompt_response": pair,
               "seq2seq": pair, "alpaca": ("instruction", "input", "output") + pair,
-              "messages": (d.messages_field,) + pair}.get(format)
+              "messages": (d.messages_field,) + pair, "prompt_completion": PROMPT_COMPLETION,
+              "sharegpt": ("system", SHAREGPT_FIELD)}.get(format)
     texts = []
     for row in rows:
         values = [row.get(f) for f in fields] if fields else list(row.values())
