@@ -435,3 +435,31 @@ def test_finetune_on_chats_with_chatml_then_generate_and_eval(workdir, tiny_llam
     # Asked with the whole conversation before the last reply, scored against that reply.
     assert sample["prompt"].count("<|im_start|>user\n") == 2 and sample["prompt"].endswith("<|im_start|>assistant\n")
     assert sample["reference"] in {c["messages"][3]["content"] for c in chats}
+
+
+@pytest.mark.parametrize("format", ["sharegpt", "prompt_completion"])
+def test_finetune_on_sharegpt_and_conversational_prompt_completion_then_eval(format, workdir, tiny_llama):
+    import ftcli
+    from ftcli import runs
+
+    pairs = repo_rows("pirate", 16)
+    if format == "sharegpt":
+        rows = [{"system": "Talk like a pirate.", "conversations": [{"from": "human", "value": p["prompt"]},
+                                                                     {"from": "gpt", "value": p["response"]}]}
+                for p in pairs]
+    else:
+        rows = [{"prompt": [{"role": "user", "content": p["prompt"]}],
+                 "completion": [{"role": "assistant", "content": p["response"]}]} for p in pairs]
+    data = write_jsonl(workdir / "rows.jsonl", rows)
+    run = ftcli.finetune(parse_recipe({
+        "task": "causal-lm", "model": {"name_or_path": str(tiny_llama)},
+        "data": {"train": str(data), "eval_fraction": 0.25, "max_length": 256},
+        "train": {"output_dir": str(workdir / "runs/x"), "max_steps": 2, "batch_size": 4},
+        "eval": {"generate": True}, "generate": {"max_new_tokens": 4}}))
+    results = runs.read_train_results(run)
+    assert (results["mode"], results["format"], results["train_samples"]) == ("sft", format, 12)
+    sample = ftcli.evaluate(run, base=False, limit=2)["tuned_details"]["samples"][0]
+    # Asked as training rendered the chat before the reply, scored against that reply.
+    assert sample["prompt"].endswith("<|im_start|>assistant\n")
+    assert ("<|im_start|>system\nTalk like a pirate." in sample["prompt"]) == (format == "sharegpt")
+    assert sample["reference"] in {p["response"] for p in pairs}
