@@ -62,6 +62,16 @@ def causal_text_perplexity(model_dir: Path, texts: list[str], max_length: int) -
     return perplexity(total, count)
 
 
+def plain_text_run(workdir: Path, task: str, model: Path, seed: int, max_length: int) -> tuple[Path, float]:
+    """A 10-step run of `model` on 200 plain-text rows (eval: 30 more, `sentences(30, seed + 1)`)."""
+    write_jsonl(workdir / "train.jsonl", [{"text": t} for t in sentences(200, seed)])
+    write_jsonl(workdir / "eval.jsonl", [{"text": t} for t in sentences(30, seed + 1)])
+    return train_and_eval(workdir, {
+        "task": task, "model": {"name_or_path": str(model)},
+        "data": {"train": "train.jsonl", "eval": "eval.jsonl", "max_length": max_length},
+        "train": {"output_dir": f"runs/{task}", "max_steps": 10, "batch_size": 16, "report_to": ["none"]}})
+
+
 def assert_close(ours: float, theirs: float) -> None:
     print(f"ftcli eval {ours:.4f}, plain transformers {theirs:.4f}")
     assert ours == pytest.approx(theirs, rel=0.005)
@@ -84,12 +94,7 @@ def test_a_model_trained_from_scratch_with_its_own_tokenizer(workdir):
 
 
 def test_a_pretrained_model_on_plain_text(workdir, tiny_llama_plain):
-    write_jsonl(workdir / "train.jsonl", [{"text": t} for t in sentences(200, 2)])
-    write_jsonl(workdir / "eval.jsonl", [{"text": t} for t in sentences(30, 3)])
-    model_dir, ours = train_and_eval(workdir, {
-        "task": "causal-lm", "model": {"name_or_path": str(tiny_llama_plain)},
-        "data": {"train": "train.jsonl", "eval": "eval.jsonl", "max_length": 20},
-        "train": {"output_dir": "runs/plain", "max_steps": 10, "batch_size": 16, "report_to": ["none"]}})
+    model_dir, ours = plain_text_run(workdir, "causal-lm", tiny_llama_plain, seed=2, max_length=20)
     assert_close(ours, causal_text_perplexity(model_dir, sentences(30, 3), 20))
 
 
@@ -126,12 +131,7 @@ def test_masked_lm_counts_the_hidden_tokens(workdir, tiny_bert):
     from ftcli.data.tokenize import tokenize
     from ftcli.recipe import load_run_recipe
 
-    write_jsonl(workdir / "train.jsonl", [{"text": t} for t in sentences(200, 4)])
-    write_jsonl(workdir / "eval.jsonl", [{"text": t} for t in sentences(30, 5)])
-    model_dir, ours = train_and_eval(workdir, {
-        "task": "masked-lm", "model": {"name_or_path": str(tiny_bert)},
-        "data": {"train": "train.jsonl", "eval": "eval.jsonl", "max_length": 24},
-        "train": {"output_dir": "runs/mlm", "max_steps": 10, "batch_size": 16, "report_to": ["none"]}})
+    model_dir, ours = plain_text_run(workdir, "masked-lm", tiny_bert, seed=4, max_length=24)
     tok = transformers.AutoTokenizer.from_pretrained(model_dir)
     model = transformers.AutoModelForMaskedLM.from_pretrained(model_dir).eval()
     recipe = load_run_recipe(model_dir.parent)
