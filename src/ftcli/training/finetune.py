@@ -100,18 +100,18 @@ def _stopped(stop: StopSignals, trainer, run_dir: Path) -> Interrupted:
     return stopped
 
 
-def _save_model(recipe: Recipe, data: PreparedData, trainer, run_dir: Path) -> None:
+def _save_model(recipe: Recipe, data: PreparedData, trainer, run_dir: Path, precision: Precision) -> None:
     tokenizer = saved_tokenizer(data.tokenizer, recipe.task)  # adds the BOS training gave each text
     if distributed.shards_the_model(recipe.distributed):
         save_sharded_final_model(trainer, tokenizer, run_dir, recipe.lora is not None, lambda: load_model(
-            recipe.task, recipe.model, data.label2id, tokenizer.pad_token_id, tokenizer, recipe.train.seed))
+            recipe.task, recipe.model, data.label2id, tokenizer.pad_token_id, tokenizer, recipe.train.seed, precision))
     elif distributed.is_main():
         # QLoRA: the adapter merges into a full-precision copy of the base, not the 4-bit one it trained on.
-        load_base = partial(_full_precision_base, recipe, data, tokenizer, trainer) if recipe.model.quantization else None
+        load_base = partial(_full_precision_base, recipe, data, tokenizer, trainer, precision) if recipe.model.quantization else None
         save_final_model(trainer.model, tokenizer, run_dir, is_lora=recipe.lora is not None, load_base=load_base)
 
 
-def _full_precision_base(recipe: Recipe, data: PreparedData, tokenizer, trainer):
+def _full_precision_base(recipe: Recipe, data: PreparedData, tokenizer, trainer, precision: Precision):
     """The base a QLoRA adapter merges into, loaded once the trained 4-bit model and its optimizer
     state are gone: holding both would make saving, not training, the run's peak memory."""
     import gc
@@ -121,7 +121,7 @@ def _full_precision_base(recipe: Recipe, data: PreparedData, tokenizer, trainer)
     gc.collect()
     _trim_heap()
     return load_model(recipe.task, unquantized(recipe.model), data.label2id, tokenizer.pad_token_id,
-                      tokenizer, recipe.train.seed, resolve_precision(recipe))
+                      tokenizer, recipe.train.seed, precision)
 
 
 def _results(recipe: Recipe, data: PreparedData, trainer, result, resume: Path | None) -> dict:
@@ -197,7 +197,7 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
         raise _stopped(stop, trainer, run_dir)
 
     del model  # the trainer's reference is the one left, which saving a QLoRA run releases
-    _save_model(recipe, data, trainer, run_dir)
+    _save_model(recipe, data, trainer, run_dir, precision)
     if not distributed.is_main():
         distributed.finish()  # rank 0 writes the results; the others are done
         return run_dir
