@@ -180,12 +180,13 @@ def test_sharegpt_roles_can_be_respelled(tmp_path):
     splits = splits_of(tmp_path, [turns] * 2, roles={"user": "user", "assistant": "assistant"})
     assert splits.format == "sharegpt" and len(splits.train) == 2
     with pytest.raises(DataError, match="turn 1 is from 'user', which data.roles does not map "
-                                        r"\(it maps human, gpt, system\)"):
+                                        r"\(it maps human, gpt, system, function_call, observation\)"):
         splits_of(tmp_path, [turns])
 
 
 def test_roles_map_only_to_chat_roles():
-    with pytest.raises(RecipeError, match="data.roles.human: input should be 'user', 'assistant' or 'system'"):
+    with pytest.raises(RecipeError, match="data.roles.human: input should be 'user', 'assistant', 'system', 'tool' "
+                                          "or 'tool_call'"):
         recipe("t.jsonl", roles={"human": "customer"})
 
 
@@ -193,10 +194,13 @@ def test_roles_map_only_to_chat_roles():
     ({"conversations": [SHAREGPT["conversations"][0], {"from": "bot", "value": "x"}]}, "conversations",
      "turn 2 is from 'bot', which data.roles does not map"),
     ({"conversations": [SHAREGPT["conversations"][0], {"from": "function_call", "value": "{}"}]}, "conversations",
-     "turn 2 is a tool turn (from: function_call): tool calls are not supported yet"),
+     "turn 2 (from: function_call) call 1 has no string 'name'"),
+    ({"conversations": [SHAREGPT["conversations"][0], {"from": "function_call", "value": "search(x)"}]},
+     "conversations", "turn 2 (from: function_call) is not a tool call's JSON"),
     ({"conversations": [SHAREGPT["conversations"][0], {"from": "observation", "value": "{}"}]}, "conversations",
-     "turn 2 is a tool turn (from: observation): tool calls are not supported yet"),
-    ({**SHAREGPT, "tools": '[{"name": "search"}]'}, "tools", "holds tool schemas: tool calls are not supported yet"),
+     "turn 2 is a tool result with no tool call before it"),
+    ({**SHAREGPT, "tools": '[{"name": "search"'}, "tools", "is not JSON"),
+    ({**SHAREGPT, "tools": '[{"description": "search"}]'}, "tools", "tool 1 has no string 'name'"),
     ({"conversations": [{"from": "human"}, SHAREGPT["conversations"][1]]}, "conversations",
      "turn 1 has no string 'value'"),
     ({"conversations": [{"from": "human", "value": "Hi"}]}, "conversations", "has no assistant turn"),
@@ -248,3 +252,28 @@ def test_a_chat_opening_with_the_assistant_names_file_and_row(tmp_path, row, fie
     with pytest.raises(DataError) as info:
         load_splits(recipe(path))
     assert f"{path}: row 1: '{field}' opens with an assistant turn" in info.value.message
+
+
+# ------------------------------------------------------------- preference files given to SFT
+
+@pytest.mark.parametrize("row, kind", [
+    ({"prompt": "Hi", "chosen": "Ahoy!", "rejected": "Go away."}, "pairs of a chosen and a rejected reply"),
+    ({"chosen": CHAT, "rejected": [CHAT[0], {"role": "assistant", "content": "No."}]}, "pairs of a chosen"),
+    ({**SHAREGPT, "chosen": {"from": "gpt", "value": "Ahoy!"}, "rejected": {"from": "gpt", "value": "No."}},
+     "pairs of a chosen"),
+    ({"prompt": "Hi", "completion": "Ahoy!", "label": True}, "unpaired preference data (KTO's"),
+])
+def test_preference_data_in_an_sft_recipe_says_what_it_is(tmp_path, row, kind):
+    with pytest.raises(DataError) as info:
+        splits_of(tmp_path, [row])
+    assert f"this is preference data ({kind}" in info.value.message
+    assert "data.response_field: chosen" in info.value.hint
+
+
+def test_preference_columns_the_recipe_maps_itself_are_trained(tmp_path):
+    rows = [{"prompt": "Hi", "chosen": "Ahoy!", "rejected": "Go away."}] * 2
+    splits = splits_of(tmp_path, rows, response_field="chosen")
+    assert (splits.format, len(splits.train)) == ("prompt_response", 2)
+    # A prompt/completion file whose label is not a preference verdict is ordinary SFT data.
+    assert splits_of(tmp_path, [{"prompt": "Hi", "completion": "Ahoy!", "label": "greeting"}]).format == \
+        "prompt_completion"

@@ -181,6 +181,8 @@ def generate(
         help="Plain models: a prompt template with {prompt}, e.g. 'Q: {prompt}\\nA:'.")] = None,
     few_shot: Annotated[Optional[str], typer.Option(
         help="A .jsonl file of {prompt, response} examples placed before the prompt.")] = None,
+    tools: Annotated[Optional[str], typer.Option(
+        help="Chat models: a .json file of tool (function) schemas handed to the chat template.")] = None,
 ):
     """Generate with a run's tuned model (or --base, or any --model); prints only the text on stdout.
 
@@ -198,7 +200,7 @@ def generate(
                                  repetition_penalty=repetition_penalty,
                                  num_return_sequences=num_return_sequences, seed=seed, stop=stop,
                                  batch_size=batch_size, system_prompt=system_prompt, template=template,
-                                 few_shot=few_shot)
+                                 few_shot=few_shot, tools=tools)
     if interactive:
         chat_loop(loaded, stream=stream)
         return

@@ -16,12 +16,17 @@ from ftcli.recipe import Recipe
 ALPACA_FIELDS = ("instruction", "input", "output")  # the Stanford Alpaca names; "input" may be absent
 SFT_FORMATS = ("prompt_response", "alpaca", "messages", "prompt_completion", "sharegpt")
 _CHAT_HINTS = {
-    "messages": "each row needs a list of {\"role\": ..., \"content\": ...} turns with at least one assistant turn",
+    "messages": "each row needs a list of {\"role\": ..., \"content\": ...} turns (role system, user, assistant "
+                "or tool; an assistant turn may hold tool_calls instead of content) with at least one assistant "
+                "turn, and each tool turn after the call it answers",
     "sharegpt": "each row needs conversations: a list of {\"from\": ..., \"value\": ...} turns, each 'from' "
-                "mapped by data.roles (default human, gpt, system), with at least one assistant turn",
+                "mapped by data.roles (default human, gpt, system, function_call, observation), with at least "
+                "one assistant turn; a function_call's value is the call's JSON {\"name\": ..., \"arguments\": ...}",
     "prompt_completion": "prompt and completion are both strings, or both lists of {\"role\": ..., "
                          "\"content\": ...} turns with at least one assistant turn in the completion",
 }
+# TRL's preference columns: paired (chosen/rejected) and KTO's unpaired form (completion + a bool label).
+PREFERENCE_PAIR = ("chosen", "rejected")
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class RowFormat:
     content: str = "content"  # the key of a turn's text
     messages_field: str = "messages"  # data.messages_field, for `chats.chat_problem`
     roles: tuple[tuple[str, str], ...] = ()  # sharegpt: data.roles, as pairs (a frozen dataclass)
+    tools_field: str = "tools"  # chats: data.tools_field
 
     @property
     def mode(self) -> str:
@@ -52,16 +58,18 @@ def row_format(recipe: Recipe, name: str) -> RowFormat:
     if name == "alpaca":
         needed = ("instruction", "output")
         return RowFormat(name, needed, needed, ALPACA_FIELDS, ALPACA_FIELDS)
+    # Two chats with the same turns and other tools are different examples: tools are part of the key.
     if name == "messages":
         chat = (d.messages_field,)
-        return RowFormat(name, chat, chat, (), chat, chats=chat, messages_field=d.messages_field)
+        return RowFormat(name, chat, chat, (), chat + (d.tools_field,), chats=chat, messages_field=d.messages_field,
+                         tools_field=d.tools_field)
     if name == "prompt_completion":
-        return RowFormat(name, PROMPT_COMPLETION, PROMPT_COMPLETION, PROMPT_COMPLETION, PROMPT_COMPLETION,
-                         chats=PROMPT_COMPLETION)
+        return RowFormat(name, PROMPT_COMPLETION, PROMPT_COMPLETION, PROMPT_COMPLETION,
+                         PROMPT_COMPLETION + (d.tools_field,), chats=PROMPT_COMPLETION, tools_field=d.tools_field)
     if name == "sharegpt":
         chat = (SHAREGPT_FIELD,)
-        return RowFormat(name, chat, chat, ("system",), ("system", SHAREGPT_FIELD), chats=chat, content="value",
-                         roles=tuple(d.roles.items()))
+        return RowFormat(name, chat, chat, ("system",), ("system", SHAREGPT_FIELD, d.tools_field), chats=chat,
+                         content="value", roles=tuple(d.roles.items()), tools_field=d.tools_field)
     return RowFormat("text", (d.text_field,), (d.text_field,), (d.text_field,), (d.text_field,))
 
 
@@ -88,6 +96,8 @@ def detect_format(recipe: Recipe, columns: list[str], source: str, rows: list[di
 def _detect_causal(recipe: Recipe, columns: list[str], source: str, rows: list[dict]) -> RowFormat:
     d = recipe.data
     have = set(columns)
+    if not {d.prompt_field, d.response_field, d.messages_field, d.text_field} & set(PREFERENCE_PAIR):
+        _refuse_preference_data(have, source, rows)  # unless the recipe maps a preference column itself
     if d.messages_field in have:
         return row_format(recipe, "messages")
     if SHAREGPT_FIELD in have and _sharegpt_turns(rows):
@@ -106,6 +116,20 @@ def _detect_causal(recipe: Recipe, columns: list[str], source: str, rows: list[d
                     f"or '{d.text_field}' (plain text); the data has: {', '.join(columns) or '(none)'}",
                     hint="set data.prompt_field/response_field, data.messages_field or data.text_field to the "
                          "names your data uses")
+
+
+def _refuse_preference_data(have: set[str], source: str, rows: list[dict]) -> None:
+    """Preference files read as SFT would train on the first column that fits, rejected replies and
+    all, or fail row by row: say what the file is instead."""
+    unpaired = {"prompt", "completion", "label"} <= have and any(isinstance(r.get("label"), bool) for r in rows[:1000])
+    if not (set(PREFERENCE_PAIR) <= have or unpaired):
+        return
+    kind = ("pairs of a chosen and a rejected reply" if not unpaired else
+            "unpaired preference data (KTO's prompt, completion and a true/false label)")
+    raise DataError(f"{source}: this is preference data ({kind}), not supervised fine-tuning data",
+                    hint="preference tuning (DPO, KTO) is not built into ftcli yet; to fine-tune on the preferred "
+                         "replies alone, set data.format: prompt_response with data.prompt_field: prompt and "
+                         "data.response_field: chosen (a messages file of the chosen chats works too)")
 
 
 def _sharegpt_turns(rows: list[dict]) -> bool:
@@ -151,7 +175,7 @@ def is_complete(row: dict, fmt: RowFormat, source: str, number: int) -> bool:
         if isinstance(row.get(field), (list, dict)) and not (conversational and field in fmt.chats):
             raise _structured_text(row[field], field, source, number)
     if conversational:
-        problem = chat_problem(row, fmt.name, fmt.messages_field, dict(fmt.roles))
+        problem = chat_problem(row, fmt.name, fmt.messages_field, dict(fmt.roles), fmt.tools_field)
         if problem:
             field, what = problem
             raise DataError(f"{source}: row {number}: '{field}' {what}", hint=_CHAT_HINTS[fmt.name])
@@ -174,8 +198,8 @@ def row_texts(row: dict, fmt: RowFormat) -> list[str]:
     texts = []
     for field in dict.fromkeys(fmt.texts + fmt.chats):
         value = row.get(field)
-        if isinstance(value, list):
-            texts += [turn[fmt.content] for turn in value]
+        if isinstance(value, list):  # a turn that only calls tools has no text (content None)
+            texts += [turn[fmt.content] for turn in value if isinstance(turn.get(fmt.content), str)]
         elif value is not None:
             texts.append(str(value))
     return texts

@@ -23,10 +23,23 @@ from ftcli.data.row_formats import columns_of
 from ftcli.errors import DataError, ModelError, UserError
 from ftcli.recipe import DataSection, GenerateSection
 
-# ChatML, as Qwen and SmolLM2 write it: <|im_start|>role\ncontent<|im_end|>\n per turn.
+# ChatML, as Qwen and SmolLM2 write it: <|im_start|>role\ncontent<|im_end|>\n per turn. Tools (Hermes'
+# convention, which Qwen's templates follow too): the schemas in the system turn, one JSON per line in
+# <tools>; each call after the reply's text as {"name", "arguments"} JSON in <tool_call> tags; a tool's
+# result as a `tool` turn. A chat without tools renders exactly as plain ChatML.
 CHATML_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] "
-    "+ '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    "{% if tools %}{{ '<|im_start|>system\n' }}"
+    "{% if messages and messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\n\n' }}{% endif %}"
+    "{{ '# Tools\n\nYou may call one or more of these functions:\n<tools>\n' }}"
+    "{% for tool in tools %}{{ tool | tojson }}{{ '\n' }}{% endfor %}"
+    "{{ '</tools>\n\nFor each call, reply with {\"name\": <function name>, \"arguments\": <arguments JSON>} "
+    "inside <tool_call></tool_call> tags.<|im_end|>\n' }}{% endif %}"
+    "{% for message in messages %}{% if not (tools and loop.first and message['role'] == 'system') %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] }}"
+    "{% for call in message['tool_calls'] or [] %}{% if message['content'] or not loop.first %}{{ '\n' }}{% endif %}"
+    "{{ '<tool_call>\n' }}{{ {'name': call['function']['name'], 'arguments': call['function']['arguments']} | tojson }}"
+    "{{ '\n</tool_call>' }}{% endfor %}{{ '<|im_end|>\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 # The Stanford Alpaca prompts (tatsu-lab/stanford_alpaca), with alpaca-lora's newline after "### Response:"
 # so the response starts on a line of its own.
@@ -74,13 +87,14 @@ def chat_setting(kind: str) -> bool | str:
     return {"chat": True, "chatml": CHATML_TEMPLATE}.get(kind, False)
 
 
-def render_chat(tokenizer, messages: list[dict], chat: bool | str, add_generation_prompt: bool) -> str:
+def render_chat(tokenizer, messages: list[dict], chat: bool | str, add_generation_prompt: bool,
+                tools: list[dict] | None = None) -> str:
     from jinja2.exceptions import TemplateError
 
     try:
         # chat_template=None makes transformers use the tokenizer's own template.
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                             chat_template=chat if isinstance(chat, str) else None)
+                                             chat_template=chat if isinstance(chat, str) else None, tools=tools)
     except TemplateError as exc:  # the template's own raise_exception: a chat it refuses, not a bug
         roles = ", ".join(m["role"] for m in messages)
         raise DataError(f"the chat template refuses a chat with turns {roles}: {exc}",
@@ -140,7 +154,29 @@ def check_rows(tokenizer, data: DataSection, format: str, rows: list[dict], sour
     if rows:  # checked once for all rows, so a bad template fails with one message
         check_template(kind, data, format, columns_of(rows), source,
                        conversational=any(chats.is_conversational(r, format) for r in rows))
+        _check_tool_rendering(tokenizer, data, format, rows, kind, source)
     return kind
+
+
+def _check_tool_rendering(tokenizer, data: DataSection, format: str, rows: list[dict], kind: str,
+                          source: str) -> None:
+    """Render the first chat with tools and the first with tool calls or results, so a template that
+    cannot write them fails here (and in `ftcli validate`) with one message, before any tokenizing."""
+    chat = chat_setting(kind)
+    if not chat:
+        return
+    conversations = (conversation(r, data, format, None) for r in rows if chats.is_conversational(r, format))
+    wanted = {"tools": lambda c: c.tools,
+              "tool calls": lambda c: any(m.get("tool_calls") or m["role"] == "tool" for m in c.messages)}
+    for conv in conversations:
+        for what in [w for w, has in wanted.items() if has(conv)]:
+            del wanted[what]
+            try:
+                chat_segments(tokenizer, conv, chat, last_only=False)
+            except DataError as exc:
+                raise DataError(f"{source}: {exc.message}", hint=exc.hint) from None
+        if not wanted:
+            return
 
 
 def describe(kind: str, template: str) -> str:
@@ -171,19 +207,18 @@ def user_text(row: dict, data: DataSection, format: str) -> str:
     return str(row[_prompt_field(data, format)])
 
 
-def conversation(row: dict, data: DataSection, format: str, system_prompt: str | None) -> tuple[list[dict], int]:
-    """The row as chat messages, answer included, and the index of the first turn a reply is learned
-    from (a conversational prompt's own assistant turns are context). `system_prompt`
+def conversation(row: dict, data: DataSection, format: str, system_prompt: str | None) -> chats.Chat:
+    """The row as a chat: messages, answer included, the index of the first turn a reply is learned
+    from (a conversational prompt's own assistant turns are context), and its tools. `system_prompt`
     (generate.system_prompt) opens it unless the row has its own system message, as generation will ask."""
     if chats.is_conversational(row, format):
-        messages, first = chats.messages_of(row, format, data.messages_field, data.roles)
+        chat = chats.chat_of(row, format, data.messages_field, data.roles, data.tools_field)
     else:
-        messages, first = [{"role": "user", "content": user_text(row, data, format)},
-                           {"role": "assistant", "content": str(row[_response_field(data, format)])}], 0
-    if system_prompt and messages[0]["role"] != "system":
-        messages.insert(0, {"role": "system", "content": system_prompt})
-        first += 1
-    return messages, first
+        chat = chats.Chat([{"role": "user", "content": user_text(row, data, format)},
+                           {"role": "assistant", "content": str(row[_response_field(data, format)])}], 0)
+    if system_prompt and chat.messages[0]["role"] != "system":
+        return chats.Chat([{"role": "system", "content": system_prompt}, *chat.messages], chat.first + 1, chat.tools)
+    return chat
 
 
 def text_prompt(kind: str, row: dict, data: DataSection, format: str, system_prompt: str | None) -> str:
@@ -202,24 +237,24 @@ def text_prompt(kind: str, row: dict, data: DataSection, format: str, system_pro
     return prefix + fill(kind, row)
 
 
-def chat_segments(tokenizer, messages: list[dict], chat: bool | str, last_only: bool,
-                  first: int = 0) -> list[tuple[str, bool]]:
+def chat_segments(tokenizer, conv: chats.Chat, chat: bool | str, last_only: bool) -> list[tuple[str, bool]]:
     """The rendered chat cut into (text, learn) pieces: each learned assistant reply (from turn
-    `first` on) with its end-of-turn markup is learn=True, everything before it (other turns, the
-    markup that opens the reply) learn=False. Turns after the last learned reply teach nothing and are
-    left out.
+    `conv.first` on) with its tool calls and end-of-turn markup is learn=True, everything before it
+    (other turns, tool results, the markup that opens the reply) learn=False. Turns after the last
+    learned reply teach nothing and are left out.
 
     Each prefix is rendered on its own (messages[:k] with the generation prompt, then messages[:k+1]),
     which works for any template as long as a longer chat's text starts with a shorter one's."""
-    targets = [k for k, m in enumerate(messages) if m["role"] == "assistant" and k >= first]
+    messages, tools = conv.messages, conv.tools
+    targets = [k for k, m in enumerate(messages) if m["role"] == "assistant" and k >= conv.first]
     if not targets:
         raise DataError("a chat has no assistant turn to learn from")
     if last_only:
         targets = targets[-1:]
     pieces, done = [], ""
     for k in targets:
-        head = render_chat(tokenizer, messages[:k], chat, add_generation_prompt=True)
-        full = render_chat(tokenizer, messages[:k + 1], chat, add_generation_prompt=False)
+        head = render_chat(tokenizer, messages[:k], chat, add_generation_prompt=True, tools=tools)
+        full = render_chat(tokenizer, messages[:k + 1], chat, add_generation_prompt=False, tools=tools)
         last = k == targets[-1]
         if not head.startswith(done) or not (full.startswith(head) or last):
             raise DataError("the chat template renders earlier turns differently once later turns follow, "
@@ -227,24 +262,65 @@ def chat_segments(tokenizer, messages: list[dict], chat: bool | str, last_only: 
                             hint="set data.assistant_turns: last (learn only the final reply)")
         if full.startswith(head):
             reply = full[len(head):]
+        elif messages[k].get("tool_calls"):
+            raise DataError("the chat template writes a final reply that calls tools differently from what "
+                            "follows its generation prompt, so the call cannot be learned as it will be asked")
         else:
             # The template writes a finished reply differently from what follows its generation
             # prompt (e.g. a reasoning tag): learn the reply and EOS after the prompt generation sends.
             reply = messages[k]["content"] + (tokenizer.eos_token or "")
         pieces += [(head[len(done):], False), (reply, True)]
         done = full
+    check_rendered(done, messages[:targets[-1] + 1], tools, chat, tokenizer)
+    for k, (reply, _) in zip(targets, pieces[1::2]):
+        _check_calls_rendered(reply, messages[k], chat, tokenizer)
     return pieces
+
+
+def _template_name(chat: bool | str, tokenizer) -> str:
+    return "ChatML (data.template: chatml)" if isinstance(chat, str) else f"the chat template of {tokenizer.name_or_path}"
+
+
+_TOOLS_HINT = ("use a model whose chat template supports tools, or set data.template: chatml (ftcli's ChatML "
+               "writes tools in the system turn and calls in <tool_call> tags)")
+
+
+def check_rendered(text: str, messages: list[dict], tools: list[dict] | None, chat: bool | str, tokenizer) -> None:
+    """Refuse a chat the template renders without some of its parts, which would train silently
+    wrong: a system message or a tool result it leaves out, tools it does not write."""
+    missing = [t["function"]["name"] for t in tools or () if t["function"]["name"] not in text]
+    if missing:
+        raise DataError(f"{_template_name(chat, tokenizer)} does not write the tools it is given "
+                        f"({', '.join(missing)} not in the rendered chat)", hint=_TOOLS_HINT)
+    for i, message in enumerate(messages, start=1):
+        content = message["content"].strip()
+        if message["role"] in ("system", "tool") and content and content not in text:
+            raise DataError(f"{_template_name(chat, tokenizer)} leaves out turn {i} ({message['role']}): its "
+                            "text is not in the rendered chat",
+                            hint=_TOOLS_HINT if message["role"] == "tool" else
+                            "use a model whose chat template keeps system messages, or data.template: chatml")
+
+
+def _check_calls_rendered(reply: str, message: dict, chat: bool | str, tokenizer) -> None:
+    missing = [c["function"]["name"] for c in message.get("tool_calls", ()) if c["function"]["name"] not in reply]
+    if missing:
+        raise DataError(f"{_template_name(chat, tokenizer)} does not write tool calls: the reply's call to "
+                        f"{', '.join(missing)} is not in its rendered text", hint=_TOOLS_HINT)
 
 
 # --- generation and evaluation ------------------------------------------------------------------------
 
-def format_prompt(tokenizer, prompt: str, system_prompt: str | None = None, chat: bool | str = True) -> str:
+def format_prompt(tokenizer, prompt: str, system_prompt: str | None = None, chat: bool | str = True,
+                  tools: list[dict] | None = None) -> str:
     """The text a model sees before its answer to a single-turn prompt: a chat template (True: the
-    tokenizer's; a string: that Jinja template), or the prompt and a newline, as training wrote it."""
+    tokenizer's; a string: that Jinja template) given `tools` as training gave them, or the prompt and
+    a newline, as training wrote it."""
     if chat:
         messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
         messages.append({"role": "user", "content": prompt})
-        return render_chat(tokenizer, messages, chat, add_generation_prompt=True)
+        text = render_chat(tokenizer, messages, chat, add_generation_prompt=True, tools=tools)
+        check_rendered(text, messages, tools, chat, tokenizer)
+        return text
     prefix = f"{system_prompt}\n\n" if system_prompt else ""
     return f"{prefix}{prompt}\n"
 
@@ -282,6 +358,14 @@ def prompt_and_reference(row: dict, recipe, format: str, tokenizer) -> tuple[str
     chat = chat_setting(kind)
     if not chat:
         return text_prompt(kind, row, d, format, system), str(row[_response_field(d, format)])
-    messages, _ = conversation(row, d, format, system)
+    conv = conversation(row, d, format, system)
+    messages = conv.messages
     last = max(k for k, m in enumerate(messages) if m["role"] == "assistant")
-    return render_chat(tokenizer, messages[:last], chat, add_generation_prompt=True), messages[last]["content"]
+    prompt = render_chat(tokenizer, messages[:last], chat, add_generation_prompt=True, tools=conv.tools)
+    if not messages[last].get("tool_calls"):
+        return prompt, messages[last]["content"]
+    # A reply that calls tools is its text and calls as the template writes them, less the special
+    # tokens that generation's decoding leaves out too.
+    full = render_chat(tokenizer, messages[:last + 1], chat, add_generation_prompt=False, tools=conv.tools)
+    reply = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    return prompt, tokenizer.decode(reply, skip_special_tokens=True).strip()

@@ -79,11 +79,21 @@ def _sft_pieces(tokenizer, row: dict, recipe: Recipe, kind: str, format: str) ->
     if not chat:
         prompt, response = templates.prompt_and_reference(row, recipe, format, tokenizer)
         return [(prompt_token_ids(tokenizer, prompt), False), (_answer_ids(tokenizer, response), True)]
-    messages, first = templates.conversation(row, d, format, system)
-    texts = templates.chat_segments(tokenizer, messages, chat, last_only=d.assistant_turns == "last", first=first)
+    conv = templates.conversation(row, d, format, system)
+    texts = templates.chat_segments(tokenizer, conv, chat, last_only=d.assistant_turns == "last")
     # The first piece opens the example and gets BOS as a generation prompt does; the rest continue it.
     return [(prompt_token_ids(tokenizer, text, rendered_chat=True) if i == 0
              else tokenizer(text, add_special_tokens=False)["input_ids"], learn) for i, (text, learn) in enumerate(texts)]
+
+
+def _row_label(row: dict) -> str:
+    text = next((v for v in row.values() if isinstance(v, str) and v.strip()), None)
+    if text is None:  # a chat: its first turn with text
+        turns = next((v for v in row.values() if isinstance(v, list)), [])
+        text = next((str(t.get("content") or t.get("value")) for t in turns if isinstance(t, dict)
+                     and (t.get("content") or t.get("value"))), "")
+    text = " ".join(text.split())
+    return f"the row that begins {text[:60] + ('...' if len(text) > 60 else '')!r}"
 
 
 def tokenize_sft(rows: list[dict], tokenizer, recipe: Recipe, format: str = "prompt_response",
@@ -95,7 +105,11 @@ def tokenize_sft(rows: list[dict], tokenizer, recipe: Recipe, format: str = "pro
     out, truncated, dropped = [], 0, 0
     for row in rows:
         ids, labels, replies = [], [], []
-        for piece, learn in _sft_pieces(tokenizer, row, recipe, kind, format):
+        try:
+            pieces = _sft_pieces(tokenizer, row, recipe, kind, format)
+        except DataError as exc:  # rows are cleaned and shuffled by now: name the row by its text
+            raise DataError(f"{source}: {_row_label(row)}: {exc.message}", hint=exc.hint) from None
+        for piece, learn in pieces:
             ids += piece
             labels += piece if learn or d.train_on_prompt else [IGNORE_INDEX] * len(piece)
             replies += [learn] * len(piece)

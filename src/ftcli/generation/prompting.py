@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ftcli.data.chats import as_tools, tools_problem
 from ftcli.data.readers import iter_jsonl
 from ftcli.data.templates import format_prompt, render_chat
 from ftcli.errors import DataError, UserError
@@ -88,6 +89,24 @@ def few_shot_examples(settings: GenerateSection) -> list[FewShotExample]:
     return list(settings.few_shot)
 
 
+def tools_of(settings: GenerateSection) -> list[dict] | None:
+    """generate.tools as the template takes them: the list, or the list in a .json file (relative
+    paths: the current directory)."""
+    value = settings.tools
+    if isinstance(value, str):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise UserError(f"tools file not found: {path}", hint="generate.tools is a list of function schemas "
+                            "or the path of a .json file holding that list")
+        value, where = path.read_text(encoding="utf-8"), f"tools file {path}"
+    else:
+        where = "generate.tools"
+    problem = tools_problem(value)
+    if problem:
+        raise UserError(f"{where} {problem}")
+    return as_tools(value)
+
+
 def format_generation_prompt(tokenizer, prompt: str, settings: GenerateSection, chat: bool | str,
                              mode: str = "sft", history: Sequence[tuple[str, str]] = (),
                              examples: Sequence[FewShotExample] | None = None) -> str:
@@ -97,14 +116,18 @@ def format_generation_prompt(tokenizer, prompt: str, settings: GenerateSection, 
     if examples is None:
         examples = few_shot_examples(settings)
     pairs = [(e.prompt, e.response) for e in examples] + list(history)
+    tools = tools_of(settings)
     if chat:
         if not pairs:  # the prompt training rendered before a single-turn reply
-            return format_prompt(tokenizer, prompt, settings.system_prompt, chat=chat)
+            return format_prompt(tokenizer, prompt, settings.system_prompt, chat=chat, tools=tools)
         messages = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
         for user, assistant in pairs:
             messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         messages.append({"role": "user", "content": prompt})
-        return render_chat(tokenizer, messages, chat, add_generation_prompt=True)
+        return render_chat(tokenizer, messages, chat, add_generation_prompt=True, tools=tools)
+    if tools:
+        raise UserError("generate.tools are handed to a chat template, and this model is prompted without one",
+                        hint="tools go with chat models (a run trained with data.template chat or chatml)")
 
     def block(text: str) -> str:
         if settings.template is not None:

@@ -10,8 +10,9 @@ from ftcli.recipe.section import Section
 
 # data.template: names of built-in formats; anything else must be a custom string with {field} slots.
 TEMPLATE_NAMES = ("auto", "chat", "chatml", "alpaca", "plain")
-# ShareGPT's speakers (LLaMA-Factory's defaults) as chat roles.
-SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
+# ShareGPT's speakers (LLaMA-Factory's defaults) as chat roles; tool_call: the assistant's tool calls.
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "function_call": "tool_call",
+                  "observation": "tool"}
 
 
 class DataSource(Section):
@@ -61,15 +62,19 @@ class DataSection(Section):
     prompt_field: str = Field("prompt", description="SFT input (seq2seq: the source text).")
     response_field: str = Field("response", description="SFT target (seq2seq: the target text); loss only on "
                                                         "its tokens.")
-    messages_field: str = Field("messages", description="SFT chats: a list of {role, content} turns.")
+    messages_field: str = Field("messages", description="SFT chats: a list of {role, content} turns (OpenAI's "
+                                                        "form: assistant tool_calls and tool turns too).")
+    tools_field: str = Field("tools", description="Chats: the field of each row's tool (function) schemas, a "
+                                                  "list or its JSON string, passed to the chat template.")
     format: Literal["auto", "prompt_response", "alpaca", "messages", "prompt_completion", "sharegpt", "text"] = Field(
         "auto", description="Row format: prompt/response fields, alpaca (instruction/input/output), chat "
                             "messages, TRL's prompt/completion (strings, or lists of turns), ShareGPT "
                             "conversations ({from, value} turns), or plain text; auto picks from the fields the "
                             "data has.")
-    roles: dict[str, Literal["user", "assistant", "system"]] = Field(
+    roles: dict[str, Literal["user", "assistant", "system", "tool", "tool_call"]] = Field(
         default_factory=lambda: dict(SHAREGPT_ROLES),
-        description="ShareGPT: each turn's 'from' and the chat role it is; the whole map (a 'from' it does not "
+        description="ShareGPT: each turn's 'from' and the chat role it is (tool_call: an assistant turn whose "
+                    "value is a tool call's JSON; tool: a tool's result); the whole map (a 'from' it does not "
                     "name is an error).")
     template: str = Field(
         "auto", description="SFT prompt format: chat (the tokenizer's chat template; auto picks it when there "

@@ -177,6 +177,9 @@ class GenerateSection(Section):
     few_shot: list[FewShotExample] | str | None = Field(
         None, description="Example prompt/response pairs (or a .jsonl file of them) placed before the "
                           "prompt in the model's format.")
+    tools: list[dict] | str | None = Field(
+        None, description="Chat models: tool (function) schemas handed to the chat template with each prompt, "
+                          "as training handed a row's tools: a list, or the path of a .json file of them.")
 
 
 class Recipe(Section):
