@@ -1,10 +1,12 @@
 """Generate the small example datasets used by the README demo and the tests.
 
-Writes two JSONL files (UTF-8, one ``json.dumps(obj, ensure_ascii=False)`` per line) and a text file:
+Writes three JSONL files (UTF-8, one ``json.dumps(obj, ensure_ascii=False)`` per line) and a text file:
 
 * ``data/pirate/train.jsonl``  -- 320 SFT rows ``{"prompt", "response"}`` teaching a
   behaviour the base model lacks: always answer in pirate speak ("Arr, matey! ... Yo ho ho!")
   while still giving the correct short answer (capitals, arithmetic, colours, ...).
+* ``data/pirate-preferences/train.jsonl`` -- the same 320 prompts as preference pairs in TRL's
+  conversational form: the pirate answer chosen, the same answer in plain English rejected.
 * ``data/reviews/train.jsonl`` -- 400 classification rows ``{"text", "label"}`` with
   clearly worded positive/negative reviews, exactly balanced.
 * ``data/stories/train.txt``  -- 4000 short simple-English stories, one per line, from a small
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -209,6 +212,37 @@ def make_pirate() -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------- pirate preferences: the answer, with and without the pirate
+PIRATE_FLOURISH = re.compile(r"(,\s+(me hearties|says this old sea dog|or I be a landlubber|as sure as the seven seas "
+                             r"be salty|so hoist the sails and remember it, ye scallywag|a fine port for any pirate|true "
+                             r"as me trusty compass|and that be worth more than buried treasure)[^.!?]*|\.?\s*Ye can bet "
+                             r"yer doubloons on it)", re.I)
+PLAIN_VERBS = {"be holdin'": "holds", "be settin'": "sets", "be makin'": "make", "be givin'": "give",
+               "be livin'": "live", "be risin'": "rises", "be havin'": "has", "be boilin'": "boils",
+               "be freezin'": "freezes", "be showin'": "shows"}
+
+
+def plain_english(response: str) -> str:
+    """A pirate answer said plainly: no greeting, flourish or "Yo ho ho!", "be" as "is"."""
+    text = PIRATE_FLOURISH.sub("", response.removeprefix("Arr, matey! ").removesuffix(" Yo ho ho!"))
+    found = re.match(r"Ye be lookin' for (.+), the capital o' (.+?)([.!])?$", text)
+    if found:
+        text = f"The capital of {found.group(2)} is {found.group(1)}."
+    for pirate, plain in PLAIN_VERBS.items():
+        text = text.replace(f" {pirate} ", f" {plain} ")
+    text = re.sub(r"\bbe\b", "is", text.replace(" o' ", " of ").replace("Ye ", "You ").replace(" ye ", " you "))
+    text = (text[0].upper() + text[1:]).replace("D.C..", "D.C.").replace("There is 12", "There are 12")
+    return text if text.endswith((".", "!", "?", '"')) else text + "."
+
+
+def make_pirate_preferences(pirate: list[dict]) -> list[dict]:
+    rows = [{"prompt": [{"role": "user", "content": r["prompt"]}],
+             "chosen": [{"role": "assistant", "content": r["response"]}],
+             "rejected": [{"role": "assistant", "content": plain_english(r["response"])}]} for r in pirate]
+    assert all("Arr" not in r["rejected"][0]["content"] and "yer" not in r["rejected"][0]["content"] for r in rows)
+    return rows
+
+
 # ----------------------------------------------------------------------------- reviews
 # domain -> (subjects [(text, plural, object pronoun)], positive adjs, negative adjs, again-verb, waste)
 DOMAINS = {
@@ -371,6 +405,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    write_jsonl(ROOT / "data" / "pirate" / "train.jsonl", make_pirate())
+    pirate = make_pirate()
+    write_jsonl(ROOT / "data" / "pirate" / "train.jsonl", pirate)
+    write_jsonl(ROOT / "data" / "pirate-preferences" / "train.jsonl", make_pirate_preferences(pirate))
     write_jsonl(ROOT / "data" / "reviews" / "train.jsonl", make_reviews())
     write_lines(ROOT / "data" / "stories" / "train.txt", make_stories())

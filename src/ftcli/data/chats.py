@@ -50,16 +50,16 @@ def chat_of(row: dict, format: str, messages_field: str, roles: dict[str, str], 
     if format == "sharegpt":
         system = row.get("system")
         head = [{"role": "system", "content": system}] if isinstance(system, str) and system.strip() else []
-        return Chat(head + [_sharegpt_message(t, roles) for t in row[SHAREGPT_FIELD]], 0, tools)
+        return Chat(head + [sharegpt_message(t, roles) for t in row[SHAREGPT_FIELD]], 0, tools)
     if format == "prompt_completion":
-        prompt, completion = ([_message(t) for t in row[f]] for f in PROMPT_COMPLETION)
+        prompt, completion = ([message(t) for t in row[f]] for f in PROMPT_COMPLETION)
         return Chat(prompt + completion, len(prompt), tools)
-    return Chat([_message(t) for t in row[messages_field]], 0, tools)
+    return Chat([message(t) for t in row[messages_field]], 0, tools)
 
 
 # --- turns as messages --------------------------------------------------------------------------------
 
-def _message(turn: dict) -> dict:
+def message(turn: dict) -> dict:
     """An OpenAI-style turn as a template message: only the keys templates read, tool calls in the
     {type, function: {name, arguments: mapping}} form, no content as "" (templates add strings)."""
     message = {"role": turn["role"], "content": turn.get("content") or ""}
@@ -82,7 +82,7 @@ def _call(call: dict) -> dict:
     return out
 
 
-def _sharegpt_message(turn: dict, roles: dict[str, str]) -> dict:
+def sharegpt_message(turn: dict, roles: dict[str, str]) -> dict:
     role = roles[turn["from"]]
     if role == TOOL_CALL:
         calls = json.loads(turn["value"])
@@ -133,13 +133,13 @@ def chat_problem(row: dict, format: str, messages_field: str, roles: dict[str, s
             return found
     elif format == "prompt_completion":
         for field in PROMPT_COMPLETION:
-            problem = _turns_problem(row[field], order=False)  # checked across both below
+            problem = turns_problem(row[field], order=False)  # checked across both below
             if problem:
                 return field, problem
         if not any(t["role"] == "assistant" for t in row["completion"]):
             return "completion", "has no assistant turn to learn from"
     else:
-        problem = _turns_problem(row[messages_field])
+        problem = turns_problem(row[messages_field])
         if problem:
             return messages_field, problem
     field = {"sharegpt": SHAREGPT_FIELD, "prompt_completion": "prompt"}.get(format, messages_field)
@@ -156,7 +156,7 @@ def chat_problem(row: dict, format: str, messages_field: str, roles: dict[str, s
     return None
 
 
-def _turns_problem(turns, order: bool = True) -> str | None:
+def turns_problem(turns, order: bool = True) -> str | None:
     """OpenAI-style turns: a role each, text content (optional on an assistant turn that calls
     tools), well-formed tool calls, and every tool result after a call."""
     if not isinstance(turns, list):
@@ -179,7 +179,7 @@ def _turns_problem(turns, order: bool = True) -> str | None:
         content = turn.get("content")
         if not isinstance(content, str) and not (calls and content is None):
             return f"turn {i} has no string 'content'"
-    return _order_problem([_message(t) for t in turns]) if order else None
+    return _order_problem([message(t) for t in turns]) if order else None
 
 
 def _order_problem(messages: list[dict]) -> str | None:
@@ -229,25 +229,29 @@ def call_problem(call) -> str | None:
     return None
 
 
-def _sharegpt_problem(row: dict, roles: dict[str, str]) -> tuple[str, str] | None:
-    turns = row[SHAREGPT_FIELD]
+def sharegpt_turns_problem(turns, roles: dict[str, str]) -> str | None:
+    """ShareGPT turns: {from, value} strings, each speaker mapped, each tool call's value its JSON."""
     if not isinstance(turns, list):
-        return SHAREGPT_FIELD, f"is a {type(turns).__name__}, not a list of turns"
+        return f"is a {type(turns).__name__}, not a list of turns"
     for i, turn in enumerate(turns, start=1):
         if not isinstance(turn, dict):
-            return SHAREGPT_FIELD, f"turn {i} is a {type(turn).__name__}, not a {{from, value}} mapping"
+            return f"turn {i} is a {type(turn).__name__}, not a {{from, value}} mapping"
         for key in ("from", "value"):
             if not isinstance(turn.get(key), str):
-                return SHAREGPT_FIELD, f"turn {i} has no string '{key}'"
+                return f"turn {i} has no string '{key}'"
         speaker = turn["from"]
         if speaker not in roles:
-            return SHAREGPT_FIELD, (f"turn {i} is from '{speaker}', which data.roles does not map "
-                                    f"(it maps {', '.join(roles)})")
+            return f"turn {i} is from '{speaker}', which data.roles does not map (it maps {', '.join(roles)})"
         if roles[speaker] == TOOL_CALL:
             problem = _sharegpt_call_problem(turn["value"])
             if problem:
-                return SHAREGPT_FIELD, f"turn {i} (from: {speaker}) {problem}"
-    problem = _order_problem([_sharegpt_message(t, roles) for t in turns])
+                return f"turn {i} (from: {speaker}) {problem}"
+    return None
+
+
+def _sharegpt_problem(row: dict, roles: dict[str, str]) -> tuple[str, str] | None:
+    turns = row[SHAREGPT_FIELD]
+    problem = sharegpt_turns_problem(turns, roles) or _order_problem([sharegpt_message(t, roles) for t in turns])
     if problem:
         return SHAREGPT_FIELD, problem
     system = row.get("system")

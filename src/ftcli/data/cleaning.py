@@ -13,11 +13,14 @@ import json
 import unicodedata
 from collections.abc import Iterable, Iterator
 
+from ftcli.data.pairs import identical, pair_of
 from ftcli.data.row_formats import RowFormat, is_complete, row_texts
 from ftcli.recipe import DataSection
 
 STEPS = ("normalized", "incomplete", "duplicates", "too_short", "too_long")
-REMOVED = {"incomplete": "incomplete", "duplicates": "duplicate", "too_short": "too short", "too_long": "too long"}
+PAIR_STEPS = ("identical_pairs",)  # preference pairs only: counted in their runs' results alone
+REMOVED = {"incomplete": "incomplete", "identical_pairs": "identical chosen and rejected", "duplicates": "duplicate",
+           "too_short": "too short", "too_long": "too long"}
 
 
 def new_counts() -> dict[str, int]:
@@ -39,7 +42,10 @@ def normalize_row(row: dict, fmt: RowFormat) -> dict:
     key = fmt.content
     for field in fmt.chats:
         turns = out.get(field)
-        if isinstance(turns, list):  # a malformed chat is reported by the completeness check
+        if isinstance(turns, dict):  # one turn (a ShareGPT preference reply)
+            if isinstance(turns.get(key), str):
+                out[field] = {**turns, key: normalize_text(turns[key])}
+        elif isinstance(turns, list):  # a malformed chat is reported by the completeness check
             out[field] = [{**t, key: normalize_text(t[key])} if isinstance(t, dict) and isinstance(t.get(key), str)
                           else t for t in turns]
     return out
@@ -50,6 +56,9 @@ def clean_rows(rows: Iterable[dict], fmt: RowFormat, d: DataSection, source: str
     """The rows worth training on, one at a time (so streaming can clean as it reads); each removed
     row is added to `counts`. `seen` holds duplicate keys across calls, to dedup several sources."""
     seen = set() if seen is None else seen
+    if fmt.mode == "preference":
+        for step in PAIR_STEPS:
+            counts.setdefault(step, 0)
     for number, row in enumerate(rows, start=1):
         if d.normalize:
             fixed = normalize_row(row, fmt)
@@ -57,6 +66,9 @@ def clean_rows(rows: Iterable[dict], fmt: RowFormat, d: DataSection, source: str
             row = fixed
         if not is_complete(row, fmt, source, number):
             counts["incomplete"] += 1
+            continue
+        if fmt.mode == "preference" and identical(pair_of(row, fmt.name, fmt.data)):
+            counts["identical_pairs"] += 1  # nothing to prefer; real preference files hold a few
             continue
         if d.dedup:
             key = json.dumps([row.get(f) for f in fmt.keys], ensure_ascii=False, sort_keys=True, default=str)

@@ -9,6 +9,7 @@ from ftcli.data.streaming import stream_rows
 from ftcli.data.token_cache import cached_tokenize
 from ftcli.data.token_stream import TokenizedStream
 from ftcli.data.tokenize import tokenize
+from ftcli.data.tokenize_pairs import tokenize_pairs
 from ftcli.errors import DataError
 from ftcli.recipe import Recipe
 
@@ -29,6 +30,8 @@ def prepare_splits(recipe: Recipe, splits, tokenizer, label2id: dict | None, log
     eval_source = describe_source(d.eval) if d.eval else "eval split"
 
     def tokenize_rows(rows, source, split):
+        if splits.mode == "preference":
+            return tokenize_pairs(rows, tokenizer, recipe, splits.format, source)
         return tokenize(splits.mode, rows, tokenizer, recipe, label2id, source, format=splits.format, split=split)
 
     def prepared(rows, source, split):

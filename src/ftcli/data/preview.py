@@ -50,6 +50,11 @@ def _runs(ids: list[int], labels: list[int]) -> list[tuple[list[int], bool]]:
 
 
 def _example(example: dict, tokenizer, mode: str, id2label: dict | None) -> ExamplePreview:
+    if mode == "preference":  # the prompt once, then each reply as it is scored after it
+        chosen, rejected = example["chosen_ids"], example["rejected_ids"]
+        return ExamplePreview([(tokenizer.decode(example["prompt_ids"]), False), (tokenizer.decode(chosen), True)],
+                              len(example["prompt_ids"]) + max(len(chosen), len(rejected)),
+                              len(chosen) + len(rejected), label=tokenizer.decode(rejected))
 
     # masked-lm training examples carry no labels (the collator hides tokens): every token is learned.
     ids = example["input_ids"]
@@ -71,8 +76,14 @@ def describe(recipe, splits, tokenizer, label2id: dict | None, train_set, n: int
     return DataPreview(
         task=recipe.task, mode=mode, format=splits.format, train_rows=len(splits.train), eval_rows=len(splits.eval),
         examples=[_example(e, tokenizer, mode, id2label) for e in train_set.examples[:n]],
-        lengths=[len(e["input_ids"]) for e in train_set.examples], max_length=recipe.data.max_length,
+        lengths=[_length(e) for e in train_set.examples], max_length=recipe.data.max_length,
         truncated=train_set.truncated, cleaning=splits.cleaning or {})
+
+
+def _length(example: dict) -> int:
+    if "prompt_ids" in example:  # a pair: its prompt and longer reply
+        return len(example["prompt_ids"]) + max(len(example["chosen_ids"]), len(example["rejected_ids"]))
+    return len(example["input_ids"])
 
 
 def _percentile(ordered: list[int], q: float) -> int:
@@ -106,7 +117,10 @@ def render(preview: DataPreview) -> str:
         removed = {k: v for k, v in counts.items() if v} if isinstance(counts, dict) else {}
         if removed:
             lines.append(f"cleaning ({split}): " + ", ".join(f"{k} {v}" for k, v in removed.items()))
-    if preview.mode not in ("classification", "seq2seq"):
+    if preview.mode == "preference":
+        lines.append(f"the prompt inside {IGNORED_OPEN} {IGNORED_CLOSE} is context; the chosen and the rejected "
+                     "reply after it are scored")
+    elif preview.mode not in ("classification", "seq2seq"):
         lines.append(f"text inside {IGNORED_OPEN} {IGNORED_CLOSE} is ignored by the loss (label -100); "
                      "the rest is trained on")
     for number, example in enumerate(preview.examples, start=1):
@@ -116,6 +130,9 @@ def render(preview: DataPreview) -> str:
             lines += [example.segments[0][0], f"label: {example.label}"]
         elif preview.mode == "seq2seq":
             lines += [f"source: {example.segments[0][0]}", f"target: {example.label}"]
+        elif preview.mode == "preference":
+            (prompt, _), (chosen, _) = example.segments
+            lines += [f"{IGNORED_OPEN}{prompt}{IGNORED_CLOSE}", f"chosen:   {chosen}", f"rejected: {example.label}"]
         else:
             lines.append("".join(text if trained else f"{IGNORED_OPEN}{text}{IGNORED_CLOSE}"
                                  for text, trained in example.segments))

@@ -7,11 +7,12 @@ hold text (normalised, measured and compared by `ftcli.cleaning`), and the run m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ftcli.data.chats import PROMPT_COMPLETION, SHAREGPT_FIELD, chat_problem, is_conversational
+from ftcli.data.pairs import PAIR_FORMATS, pair_problem
 from ftcli.errors import DataError
-from ftcli.recipe import Recipe
+from ftcli.recipe import DataSection, Recipe
 
 ALPACA_FIELDS = ("instruction", "input", "output")  # the Stanford Alpaca names; "input" may be absent
 SFT_FORMATS = ("prompt_response", "alpaca", "messages", "prompt_completion", "sharegpt")
@@ -25,6 +26,9 @@ _CHAT_HINTS = {
     "prompt_completion": "prompt and completion are both strings, or both lists of {\"role\": ..., "
                          "\"content\": ...} turns with at least one assistant turn in the completion",
 }
+_PAIR_HINT = ("a pair is a prompt with a chosen and a rejected reply: prompt, chosen and rejected strings; or lists "
+              "of {\"role\": ..., \"content\": ...} turns (without prompt: two whole chats whose shared opening "
+              "turns are the prompt); or ShareGPT conversations with chosen and rejected {\"from\", \"value\"} turns")
 # TRL's preference columns: paired (chosen/rejected) and KTO's unpaired form (completion + a bool label).
 PREFERENCE_PAIR = ("chosen", "rejected")
 
@@ -41,14 +45,25 @@ class RowFormat:
     messages_field: str = "messages"  # data.messages_field, for `chats.chat_problem`
     roles: tuple[tuple[str, str], ...] = ()  # sharegpt: data.roles, as pairs (a frozen dataclass)
     tools_field: str = "tools"  # chats: data.tools_field
+    data: DataSection | None = field(default=None, compare=False)  # preference pairs: the data settings
 
     @property
     def mode(self) -> str:
+        if self.name in PAIR_FORMATS:
+            return "preference"
         return "sft" if self.name in SFT_FORMATS else self.name
 
 
 def row_format(recipe: Recipe, name: str) -> RowFormat:
     d = recipe.data
+    pair = (d.chosen_field, d.rejected_field)
+    if name == "preference":  # prompt: absent in TRL's implicit-prompt form
+        return RowFormat(name, pair, pair, ("prompt",) + pair, ("prompt",) + pair + (d.tools_field,),
+                         chats=("prompt",) + pair, tools_field=d.tools_field, data=d)
+    if name == "sharegpt_preference":
+        fields = (SHAREGPT_FIELD,) + pair
+        return RowFormat(name, fields, fields, ("system",), ("system",) + fields + (d.tools_field,), chats=fields,
+                         content="value", roles=tuple(d.roles.items()), tools_field=d.tools_field, data=d)
     if name == "classification":
         return RowFormat(name, (d.text_field, d.label_field), (d.text_field, d.label_field), (d.text_field,),
                          (d.text_field, d.label_field))
@@ -85,6 +100,8 @@ def detect_format(recipe: Recipe, columns: list[str], source: str, rows: list[di
             raise DataError(f"data.format '{d.format}' does not apply to task {recipe.task}",
                             hint="leave data.format at auto; the task decides which fields are read")
         fmt = row_format(recipe, fixed[recipe.task])
+    elif recipe.preference is not None:
+        fmt = _detect_pairs(recipe, columns, source)
     elif d.format != "auto":
         fmt = row_format(recipe, d.format)
     else:
@@ -118,6 +135,24 @@ def _detect_causal(recipe: Recipe, columns: list[str], source: str, rows: list[d
                          "names your data uses")
 
 
+def _detect_pairs(recipe: Recipe, columns: list[str], source: str) -> RowFormat:
+    d = recipe.data
+    if d.format not in ("auto", "sharegpt"):
+        raise DataError(f"data.format '{d.format}' holds no preference pairs",
+                        hint="leave data.format at auto (TRL's prompt/chosen/rejected) or set sharegpt "
+                             "(conversations with chosen and rejected turns)")
+    have = set(columns)
+    if d.format == "sharegpt" or (SHAREGPT_FIELD in have and "prompt" not in have):
+        return row_format(recipe, "sharegpt_preference")
+    if {d.chosen_field, d.rejected_field} <= have:
+        return row_format(recipe, "preference")
+    raise DataError(f"{source}: preference tuning needs pairs: fields '{d.chosen_field}' and '{d.rejected_field}' "
+                    f"(with 'prompt', or as whole chats), or '{SHAREGPT_FIELD}' with them (ShareGPT); the data has: "
+                    f"{', '.join(columns) or '(none)'}",
+                    hint="set data.chosen_field / data.rejected_field to the names your data uses, or remove the "
+                         "preference: section to fine-tune on plain examples")
+
+
 def _refuse_preference_data(have: set[str], source: str, rows: list[dict]) -> None:
     """Preference files read as SFT would train on the first column that fits, rejected replies and
     all, or fail row by row: say what the file is instead."""
@@ -126,10 +161,11 @@ def _refuse_preference_data(have: set[str], source: str, rows: list[dict]) -> No
         return
     kind = ("pairs of a chosen and a rejected reply" if not unpaired else
             "unpaired preference data (KTO's prompt, completion and a true/false label)")
+    how = ("add a preference: section (e.g. `preference: {method: dpo}`) to tune on the pairs" if not unpaired else
+           "KTO's unpaired form is not supported yet: pair the replies (chosen, rejected) for DPO")
     raise DataError(f"{source}: this is preference data ({kind}), not supervised fine-tuning data",
-                    hint="preference tuning (DPO, KTO) is not built into ftcli yet; to fine-tune on the preferred "
-                         "replies alone, set data.format: prompt_response with data.prompt_field: prompt and "
-                         "data.response_field: chosen (a messages file of the chosen chats works too)")
+                    hint=f"{how}; or, to fine-tune on the preferred replies alone, set data.prompt_field: prompt "
+                         "and data.response_field: chosen")
 
 
 def _sharegpt_turns(rows: list[dict]) -> bool:
@@ -170,6 +206,12 @@ def is_complete(row: dict, fmt: RowFormat, source: str, number: int) -> bool:
     incomplete: it is an error naming the row, since dropping it silently would hide a data bug."""
     if not all(_filled(row.get(f)) for f in fmt.required):
         return False
+    if fmt.mode == "preference":
+        problem = pair_problem(row, fmt.name, fmt.data)
+        if problem:
+            field, what = problem
+            raise DataError(f"{source}: row {number}: '{field}' {what}", hint=_PAIR_HINT)
+        return True
     conversational = is_conversational(row, fmt.name)
     for field in fmt.texts:
         if isinstance(row.get(field), (list, dict)) and not (conversational and field in fmt.chats):
@@ -198,8 +240,11 @@ def row_texts(row: dict, fmt: RowFormat) -> list[str]:
     texts = []
     for field in dict.fromkeys(fmt.texts + fmt.chats):
         value = row.get(field)
+        if isinstance(value, dict):  # a ShareGPT reply: one turn
+            value = [value]
         if isinstance(value, list):  # a turn that only calls tools has no text (content None)
-            texts += [turn[fmt.content] for turn in value if isinstance(turn.get(fmt.content), str)]
+            texts += [turn[fmt.content] for turn in value if isinstance(turn, dict)
+                      and isinstance(turn.get(fmt.content), str)]
         elif value is not None:
             texts.append(str(value))
     return texts

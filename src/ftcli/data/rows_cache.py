@@ -23,7 +23,7 @@ from ftcli.recipe import Recipe
 
 # The modules whose behaviour decides the rows of a split.
 _CODE = ("data/splits.py", "data/readers.py", "data/sources.py", "data/row_formats.py", "data/chats.py",
-         "data/cleaning.py")
+         "data/cleaning.py", "data/pairs.py")
 
 
 def _local_files(recipe: Recipe) -> list[Path] | None:

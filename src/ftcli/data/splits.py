@@ -47,7 +47,7 @@ class Splits:
         """E.g. "3 rows (2 incomplete, 1 duplicate)"; "" when cleaning removed nothing."""
         total = cleaning.new_counts()
         for counts in self.cleaning.values():
-            total = {k: total[k] + counts.get(k, 0) for k in total}
+            total = {k: total.get(k, 0) + counts.get(k, 0) for k in {**total, **counts}}
         return cleaning.summary(total)
 
 

@@ -126,7 +126,8 @@ def check_template(kind: str, data: DataSection, format: str, fields: list[str],
     if conversational is None:
         conversational = format in chats.CHAT_FORMATS
     if conversational and not chat_setting(kind):
-        what = {"sharegpt": "sharegpt conversations",
+        what = {"sharegpt": "sharegpt conversations", "sharegpt_preference": "sharegpt preference pairs",
+                "preference": "preference pairs of chats",
                 "prompt_completion": "conversational prompt/completion rows"}.get(format, "messages")
         raise DataError(f"{source}: {what} need a chat template: set data.template to chat or chatml "
                         f"(it is {data.template!r})")

@@ -25,7 +25,8 @@ from ftcli.recipe import Recipe
 from ftcli.versions import package_versions
 
 # Modules whose code decides what tokenization produces: editing them invalidates every entry.
-_CODE = ("data/tokenize.py", "data/templates.py", "data/chats.py", "data/collators.py")
+_CODE = ("data/tokenize.py", "data/tokenize_pairs.py", "data/pairs.py", "data/templates.py", "data/chats.py",
+         "data/collators.py")
 # Libraries that produce the token ids: the tokenizers backend splits text, transformers drives it
 # (special tokens, truncation, chat templates) and jinja2 renders the templates. An upgrade of any
 # may change the ids of the same rows, so it invalidates every entry.
@@ -83,19 +84,18 @@ def cache_key(rows: list[dict], tokenizer, recipe: Recipe, rows_id: str | None =
 
 
 def _save(path: Path, tokenized) -> None:
+    """Each field of the examples as one array: a list-valued field (input_ids, labels, prompt_ids,
+    ...) flattened beside its lengths, an int-valued one (a class label) as is."""
     import numpy as np
 
     examples = tokenized.examples
-    arrays = {"lengths": np.array([len(e["input_ids"]) for e in examples], dtype=np.int64),
-              "input_ids": np.array([t for e in examples for t in e["input_ids"]], dtype=np.int64)}
-    first = examples[0] if examples else {}
-    if isinstance(first.get("labels"), list):
-        arrays["label_lengths"] = np.array([len(e["labels"]) for e in examples], dtype=np.int64)
-        arrays["labels"] = np.array([t for e in examples for t in e["labels"]], dtype=np.int64)
-    elif "labels" in first:
-        arrays["class_labels"] = np.array([e["labels"] for e in examples], dtype=np.int64)
-    # Neither: masked-lm training examples, whose labels the collator makes batch by batch.
-    arrays["counts"] = np.array([tokenized.truncated, tokenized.dropped], dtype=np.int64)
+    arrays = {"counts": np.array([tokenized.truncated, tokenized.dropped], dtype=np.int64)}
+    for key, value in (examples[0] if examples else {}).items():
+        if isinstance(value, list):
+            arrays[f"lengths__{key}"] = np.array([len(e[key]) for e in examples], dtype=np.int64)
+            arrays[f"list__{key}"] = np.array([t for e in examples for t in e[key]], dtype=np.int64)
+        else:
+            arrays[f"int__{key}"] = np.array([e[key] for e in examples], dtype=np.int64)
     write_atomically(path, lambda handle: np.savez(handle, **arrays))
 
 
@@ -108,19 +108,17 @@ def _split(flat, lengths) -> list[list[int]]:
 def _load(path: Path):
     import numpy as np
 
+    columns = {}
     with np.load(path, allow_pickle=False) as saved:
-        inputs = _split(saved["input_ids"], saved["lengths"])
-        if "labels" in saved:
-            labels = _split(saved["labels"], saved["label_lengths"])
-        elif "class_labels" in saved:
-            labels = saved["class_labels"].tolist()
-        else:
-            labels = None
+        for name in saved.files:
+            kind, _, key = name.partition("__")
+            if kind == "list":
+                columns[key] = _split(saved[name], saved[f"lengths__{key}"])
+            elif kind == "int":
+                columns[key] = saved[name].tolist()
         truncated, dropped = saved["counts"].tolist()
-    if labels is None:
-        return Tokenized([{"input_ids": ids} for ids in inputs], truncated, dropped)
-    examples = [{"input_ids": ids, "labels": label} for ids, label in zip(inputs, labels)]
-    return Tokenized(examples, truncated, dropped)
+    n = len(next(iter(columns.values()))) if columns else 0
+    return Tokenized([{key: values[i] for key, values in columns.items()} for i in range(n)], truncated, dropped)
 
 
 def cached_tokenize(tokenize: Callable, rows: list[dict], tokenizer, recipe: Recipe, log=None,

@@ -10,6 +10,7 @@ from ftcli.data.sources import describe_source, source_fingerprint
 from ftcli.data.splits import load_splits
 from ftcli.errors import UserError
 from ftcli.evaluation.reports import confusion_png
+from ftcli.evaluation.preference import score_pairs
 from ftcli.evaluation.scoring import score_model
 from ftcli.exporting.model_card import refresh_run_cards
 from ftcli.io import write_json
@@ -45,9 +46,15 @@ def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int
 
     log(f"evaluating {run_dir.name} on {len(rows)} eval examples")
     results: dict = {"run": str(run_dir)}
-    results["tuned"], tuned_details = score_model(recipe, splits.mode, tuned, tokenizer, rows, label2id, "tuned",
-                                                  format=splits.format)
-    if base:
+    if splits.mode == "preference":
+        results["tuned"], base_metrics, tuned_details = score_pairs(recipe, tuned, recipe.model, tokenizer, rows,
+                                                                    splits.format, with_base=base)
+        if base:
+            results["base"], base_details = base_metrics, {}
+    else:
+        results["tuned"], tuned_details = score_model(recipe, splits.mode, tuned, tokenizer, rows, label2id,
+                                                      "tuned", format=splits.format)
+    if base and splits.mode != "preference":
         if recipe.model.quantization is not None:  # QLoRA: the base it trained on; model/ is full precision
             results["base_quantization"] = quantization.record(recipe.model.quantization)
             log(f"base model: {recipe.model.name_or_path} quantized to "

@@ -52,6 +52,13 @@ def with_source_prefix(settings: GenerateSection, source_prefix: str) -> Generat
     return settings.model_copy(update={"template": source_prefix + (settings.template or "{prompt}")})
 
 
+def _base_of(recipe) -> ModelSection:
+    reference = recipe.preference.reference if recipe.preference else "auto"
+    if reference == "auto":
+        return recipe.model
+    return recipe.model.model_copy(update={"name_or_path": reference, "quantization": None})
+
+
 def _is_encoder_decoder(name_or_path: str) -> bool:
     from transformers import AutoConfig
 
@@ -89,9 +96,13 @@ def load_for_generation(target: str | Path | None = None, base: bool = False, mo
         settings = _ready(settings_with(recipe.generate, **options), recipe.train.seed)
         tuned = local_model(run_dir / runs.MODEL_DIR)
         tokenizer = load_tokenizer(tuned)
-        # --base of a from_config run: its untrained starting point (same tokenizer and seed).
-        weights = load_model(recipe.task, recipe.model if base else tuned, tokenizer=tokenizer, seed=recipe.train.seed)
+        # --base of a from_config run: its untrained starting point (same tokenizer and seed); of a
+        # preference run: the reference it was tuned against.
+        weights = load_model(recipe.task, _base_of(recipe) if base else tuned, tokenizer=tokenizer,
+                             seed=recipe.train.seed)
         mode = (runs.read_train_results(run_dir) or {}).get("mode", "sft")
+        if mode == "preference":  # a pair's replies answer a prompt as SFT replies do
+            mode = "sft"
         if recipe.task == "seq2seq":
             mode, settings = "seq2seq", with_source_prefix(settings, recipe.data.source_prefix)
         # Plain-text runs learned continuation; SFT runs learned to answer a prompt in data.template.

@@ -64,6 +64,8 @@ class DataSection(Section):
                                                         "its tokens.")
     messages_field: str = Field("messages", description="SFT chats: a list of {role, content} turns (OpenAI's "
                                                         "form: assistant tool_calls and tool turns too).")
+    chosen_field: str = Field("chosen", description="Preference pairs: the preferred reply (a string, or turns).")
+    rejected_field: str = Field("rejected", description="Preference pairs: the reply not preferred.")
     tools_field: str = Field("tools", description="Chats: the field of each row's tool (function) schemas, a "
                                                   "list or its JSON string, passed to the chat template.")
     format: Literal["auto", "prompt_response", "alpaca", "messages", "prompt_completion", "sharegpt", "text"] = Field(

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ftcli.errors import suggest
+from ftcli.recipe.preference_section import PREFERENCE_METRICS
 from ftcli.recipe.schema import BEST_MODEL_METRICS, TASK_METRICS, Recipe, Section, _nested_model
 
 
@@ -19,11 +20,14 @@ def _metric_problems(raw: dict) -> list[str]:
     if not isinstance(task, str) or task not in TASK_METRICS:
         return []
     allowed = TASK_METRICS[task]
+    if isinstance(raw.get("preference"), dict):
+        task, allowed = "preference", PREFERENCE_METRICS
     names = section.get("metrics") if isinstance(section, dict) else None
     problems = [f"eval.metrics: '{n}' is not a {task} metric{suggest(str(n), allowed)} "
                 f"(choose from {', '.join(allowed)})" for n in names or [] if n not in allowed] \
         if isinstance(names, list) else []
-    best, choices = train.get("metric_for_best_model") if isinstance(train, dict) else None, BEST_MODEL_METRICS[task]
+    best = train.get("metric_for_best_model") if isinstance(train, dict) else None
+    choices = ("loss",) if task == "preference" else BEST_MODEL_METRICS[task]
     if isinstance(best, str) and best not in choices:
         problems.append(f"train.metric_for_best_model: '{best}' cannot select a {task} model"
                         f"{suggest(best, choices)} (choose from {', '.join(choices)})")

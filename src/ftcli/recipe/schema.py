@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ftcli.recipe.data_section import TEMPLATE_NAMES, DataInput, DataSection, DataSource
+from ftcli.recipe.preference_section import PREFERENCE_METRICS, PreferenceSection, preference_problems
 from ftcli.recipe.quantization_section import QuantizationSection, quantization_problems
 from ftcli.recipe.section import Section, _nested_model
 from ftcli.recipe.train_section import DistributedSection, TrainSection, unworkable_train_settings
@@ -193,6 +194,8 @@ class Recipe(Section):
     generate: GenerateSection = Field(default_factory=GenerateSection)
     distributed: DistributedSection | None = Field(None, description="FSDP / DeepSpeed / DDP options for "
                                                                      "multi-process runs.")
+    preference: PreferenceSection | None = Field(None, description="Present → preference tuning (DPO, IPO) "
+                                                                   "on chosen/rejected pairs; absent → SFT.")
 
     @model_validator(mode="after")
     def _best_model_needs_evaluation(self) -> "Recipe":
@@ -252,6 +255,12 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
+    def _preference_fits(self) -> "Recipe":
+        if problems := preference_problems(self):
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _quantization_fits(self) -> "Recipe":
         if problems := quantization_problems(self):
             raise ValueError("; ".join(problems))
@@ -260,5 +269,5 @@ class Recipe(Section):
     @model_validator(mode="after")
     def _default_metrics(self) -> "Recipe":
         if self.eval.metrics is None:
-            self.eval.metrics = list(DEFAULT_METRICS[self.task])
+            self.eval.metrics = list(PREFERENCE_METRICS if self.preference else DEFAULT_METRICS[self.task])
         return self

@@ -13,9 +13,12 @@ from ftcli.recipe import Recipe
 from ftcli.training import distributed
 
 
-def training_arguments(recipe: Recipe, run_dir: Path, precision: Precision | None = None):
+def training_arguments(recipe: Recipe, run_dir: Path, precision: Precision | None = None, arguments_class=None,
+                       **options):
     """`precision`: the recipe's precision on this machine (`modeling.precision.resolve`, which
-    finetune runs before any work); resolved here when not given."""
+    finetune runs before any work); resolved here when not given. `arguments_class`: a subclass of
+    TrainingArguments (TRL's DPOConfig) given `options`, its own fields; every field ftcli sets is set
+    explicitly, so a subclass's other defaults (TRL's bf16, checkpointing) never apply unasked."""
     import torch
     from transformers import TrainingArguments
 
@@ -25,7 +28,7 @@ def training_arguments(recipe: Recipe, run_dir: Path, precision: Precision | Non
     best = picks_best_model(recipe)
     # Choosing the best model means saving exactly when evaluating, so every candidate is on disk.
     save_strategy = t.eval_strategy if best else ("steps" if t.save_steps else "epoch")
-    return TrainingArguments(
+    return (arguments_class or TrainingArguments)(
         output_dir=str(run_dir),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1,
@@ -73,6 +76,7 @@ def training_arguments(recipe: Recipe, run_dir: Path, precision: Precision | Non
         remove_unused_columns=False,
         **_device_options(precision),
         **distributed_options(recipe),
+        **options,
     )
 
 

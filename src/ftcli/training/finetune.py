@@ -27,7 +27,7 @@ from ftcli.modeling.quantization import record as record_quantization
 from ftcli.modeling.save import save_final_model
 from ftcli.progress import log
 from ftcli.recipe import Recipe, save_recipe
-from ftcli.training import architectures, distributed, tracking
+from ftcli.training import architectures, distributed, preference, tracking
 from ftcli.training.arguments import picks_best_model, training_arguments, training_eval
 from ftcli.training.callbacks import GuardCallback, StopSignals
 from ftcli.training.display import TrainingDisplay
@@ -151,12 +151,44 @@ def _trim_heap() -> None:
         pass
 
 
+def _trainer(recipe: Recipe, data: PreparedData, model, run_dir: Path, precision: Precision, callbacks, evaluation):
+    t = recipe.train
+    return FtcliTrainer(model=model, args=training_arguments(recipe, run_dir, precision),
+                        data_collator=data_collator(recipe, data.tokenizer),
+                        train_dataset=data.train_set.examples, processing_class=data.tokenizer,
+                        callbacks=callbacks, on_nonfinite_loss=t.on_nonfinite_loss,
+                        **architectures.loss_levers(model, recipe.task == "causal-lm",
+                                                    t.micro_batch_tokens, log, liger=t.liger_kernel),
+                        **evaluation)
+
+
+def _preference_trainer(recipe: Recipe, data: PreparedData, model, run_dir: Path, precision: Precision, callbacks,
+                        evaluation):
+    """TRL's DPOTrainer under ftcli's guards, on pairs tokenized by ftcli (`training.preference`)."""
+    def load(name_or_path: str):
+        source = recipe.model.model_copy(update={"name_or_path": name_or_path, "quantization": None})
+        return load_model(recipe.task, source, None, data.tokenizer.pad_token_id, data.tokenizer,
+                          recipe.train.seed, precision).eval()
+
+    if "eval_dataset" in evaluation:
+        evaluation["eval_dataset"] = preference.as_dataset(evaluation["eval_dataset"])
+    examples = data.train_set.examples
+    args = training_arguments(recipe, run_dir, precision, preference.dpo_config_class(),
+                              **preference.dpo_options(recipe))
+    trainer_class = preference.dpo_trainer_class()
+    return trainer_class(model=model, ref_model=preference.reference_model(recipe, load), args=args,
+                         train_dataset=preference.as_dataset(examples), processing_class=data.tokenizer,
+                         callbacks=callbacks, on_nonfinite_loss=recipe.train.on_nonfinite_loss, causal_lm=False,
+                         micro_batch_tokens=None, lengths=preference.pair_lengths(examples), **evaluation)
+
+
 def _finetune(recipe: Recipe, overwrite: bool) -> Path:
     from transformers import set_seed
 
     run_dir = Path(recipe.train.output_dir)
     tracking.check_installed(recipe.train.report_to)
     check_quantization(recipe.model.quantization)  # bitsandbytes installed, a device it runs on
+    preference.check_installed(recipe)  # TRL, for a preference: recipe
     precision = resolve_precision(recipe)  # this machine can run the recipe's dtype, kernels, optimizer
     distributed.check_engine(recipe.distributed)
     distributed.start()
@@ -176,19 +208,13 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
     if distributed.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, run_dir / runs.RECIPE_FILE)
-    t = recipe.train
     evaluation = training_eval(recipe, data.eval_set.examples, data.label2id)
     with StopSignals(log) as stop, tracking.session(recipe, run_dir, log) as recipe_params, \
             TrainingDisplay() as display:
         guard = GuardCallback(stop)
         callbacks = [guard, recipe_params] + evaluation.pop("callbacks")
-        trainer = FtcliTrainer(model=model, args=training_arguments(recipe, run_dir, precision),
-                               data_collator=data_collator(recipe, data.tokenizer),
-                               train_dataset=data.train_set.examples, processing_class=data.tokenizer,
-                               callbacks=callbacks, on_nonfinite_loss=t.on_nonfinite_loss,
-                               **architectures.loss_levers(model, recipe.task == "causal-lm",
-                                                           t.micro_batch_tokens, log, liger=t.liger_kernel),
-                               **evaluation)
+        build = _preference_trainer if recipe.preference else _trainer
+        trainer = build(recipe, data, model, run_dir, precision, callbacks, evaluation)
         display.take_over(trainer)  # our bar or lines on stderr, not Trainer's printed dicts
         if resume:
             log(f"resuming from {resume.name}")

@@ -13,12 +13,14 @@ from ftcli.data.splits import Splits, load_splits
 from ftcli.data import templates
 from ftcli.data.sources import describe_source
 from ftcli.data.tokenize import label_mapping
+from ftcli.data.tokenize_pairs import check_pair_rows
 from ftcli.modeling.load import check_model_source
 from ftcli.modeling.precision import resolve as resolve_precision
 from ftcli.modeling.quantization import check_available as check_quantization
 from ftcli.modeling.tokenizer_training import run_tokenizer
 from ftcli.progress import log
 from ftcli.recipe import Recipe
+from ftcli.training.preference import check_installed as check_preference_installed
 from ftcli.training.tracking import check_installed
 
 
@@ -41,7 +43,7 @@ def prepare_data(recipe: Recipe, log=log) -> PreparedData:
     log(f"task {recipe.task} ({splits.format}): {rows} training rows, {len(splits.eval)} eval rows"
         + (f"; dropped {splits.dropped_summary()}" if splits.rows_dropped else ""))
     tokenizer = run_tokenizer(recipe, splits, log)
-    if splits.mode == "sft":  # as `ftcli validate` says it
+    if splits.mode in ("sft", "preference"):  # as `ftcli validate` says it
         template = recipe.data.template
         log(f"prompt format: {templates.describe(templates.resolve(tokenizer, template), template)}")
     label2id = label_mapping(splits.train, recipe.data.label_field) if splits.mode == "classification" else None
@@ -55,6 +57,7 @@ def validate(recipe: Recipe) -> dict:
     check_installed(recipe.train.report_to)
     precision = resolve_precision(recipe)  # what this machine cannot run fails before the data is read
     check_quantization(recipe.model.quantization)  # bitsandbytes installed, a device it runs on
+    check_preference_installed(recipe)  # TRL, for a preference: recipe
     splits = load_splits(recipe)
     if recipe.model.from_config:
         model = f"a new {recipe.model.from_config['architecture']} model (model.from_config)"
@@ -66,6 +69,10 @@ def validate(recipe: Recipe) -> dict:
         # template fails here as it would in finetune.
         kind = templates.check_rows(run_tokenizer(recipe, splits), recipe.data, splits.format, splits.train,
                                     describe_source(recipe.data.train))
+        prompt_format = templates.describe(kind, recipe.data.template)
+    elif splits.mode == "preference":
+        kind = check_pair_rows(run_tokenizer(recipe, splits), recipe, splits.format, splits.train,
+                               describe_source(recipe.data.train))
         prompt_format = templates.describe(kind, recipe.data.template)
     return {"prompt_format": prompt_format, "task": recipe.task, "mode": splits.mode, "train_rows": len(splits.train),
             "eval_rows": len(splits.eval), "dropped_rows": splits.rows_dropped,
@@ -86,7 +93,8 @@ def validation_text(source, report: dict) -> str:
     """What `ftcli validate` prints for `validate`'s report."""
     mode = {"sft": f"SFT ({report['format'].replace('_', '/')}, loss on responses)",
             "text": "plain-text language modelling", "classification": "sequence classification",
-            "seq2seq": "sequence to sequence (source → target)"}[report["mode"]]
+            "seq2seq": "sequence to sequence (source → target)",
+            "preference": f"preference tuning ({report['format'].replace('_', ' ')} pairs)"}[report["mode"]]
     return (f"{source}: ok\n  task:   {report['task']} — {mode}\n"
             f"  data:   {report['train_rows']} train rows, {report['eval_rows']} eval rows"
             + (f"; dropped {report['dropped']}" if report["dropped_rows"] else "")

@@ -51,6 +51,9 @@ def _longest_batch(recipe: Recipe, data: PreparedData) -> list[dict]:
         row = {"input_ids": [0] * recipe.data.max_length, "labels": [0] * recipe.data.max_length}
         return [row] * n
     examples = data.train_set.examples
+    if recipe.preference is not None:  # a batch of pairs: both replies after the prompt, in one forward
+        n, examples = 2 * n, [{"input_ids": e["prompt_ids"] + e[side], "labels": [IGNORE_INDEX] * len(e["prompt_ids"])
+                                + e[side]} for e in examples for side in ("chosen_ids", "rejected_ids")]
 
     def size(e):
         return len(e["input_ids"]) + (len(e["labels"]) if recipe.task == "seq2seq" else 0)
@@ -143,8 +146,8 @@ def _pass_parts(recipe: Recipe, data: PreparedData, model, precision, memory: Me
     """Fill in the activations and logits of the run's largest pass (measured on the meta model, in the
     dtype the pass computes in); returns that pass's shape."""
     t = recipe.train
-    levers = architectures.loss_levers(model, recipe.task == "causal-lm", t.micro_batch_tokens, lambda _: None,
-                                       liger=t.liger_kernel)
+    own_lm_loss = recipe.task == "causal-lm" and recipe.preference is None  # DPO scores pairs its own way
+    levers = architectures.loss_levers(model, own_lm_loss, t.micro_batch_tokens, lambda _: None, liger=t.liger_kernel)
     shape = pass_shape(recipe, data, _pass_budget(recipe, levers), own_loss=not levers["causal_lm"])
     memory.dtype = _activation_dtype(precision, recipe.model.quantization is not None)
     if memory.dtype != model.dtype:

@@ -47,8 +47,12 @@ class FtcliTrainer(Trainer):
     passes of at most `micro_batch_tokens` tokens (`micro_batches`). Both give the loss and gradients
     of the plain path."""
 
+    # Eval perplexity beside eval loss: a language model's. A preference loss has none.
+    reports_perplexity = True
+
     def __init__(self, *args, on_nonfinite_loss: str = "stop", causal_lm: bool = False,
-                 micro_batch_tokens: int | str | None = "auto", **kwargs):
+                 micro_batch_tokens: int | str | None = "auto", lengths: list[int] | None = None, **kwargs):
+        self.example_lengths = lengths  # for length grouping, when the examples have no input_ids
         if causal_lm:
             kwargs["compute_loss_func"] = causal_lm_loss
         model = kwargs.get("model", args[0] if args else None)
@@ -86,20 +90,23 @@ class FtcliTrainer(Trainer):
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
                                          metric_key_prefix)
         loss = output.metrics.get(f"{metric_key_prefix}_loss")
-        if loss is not None:
+        if loss is not None and self.reports_perplexity:
             output.metrics[f"{metric_key_prefix}_perplexity"] = math.exp(min(loss, 700))
         return output
 
     def _get_train_sampler(self, train_dataset=None):
         # Private (see the module docstring): the one way to hand Trainer our sampler.
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, list):
+        lengths = self.example_lengths
+        if lengths is None and isinstance(dataset, list):
+            lengths = [len(e["input_ids"]) for e in dataset]
+        if self.args.train_sampling_strategy != "group_by_length" or lengths is None:
             return super()._get_train_sampler(train_dataset)
 
         # Group by the global batch: each process takes its slice of consecutive batches, so N processes
         # see the batches one process would with an N times larger batch.
         global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
-        return SeededLengthGroupedSampler([len(e["input_ids"]) for e in dataset], global_batch,
+        return SeededLengthGroupedSampler(lengths, global_batch,
                                           self.args.data_seed if self.args.data_seed is not None else self.args.seed)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
