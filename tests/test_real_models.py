@@ -35,6 +35,21 @@ def test_smollm2_lora_sft_learns_the_demo_behaviour(tmp_path):
     assert ftcli.generate("What is the capital of Japan?", run).startswith("Arr")
 
 
+def test_smollm2_dpo_demo_prefers_the_pirate_and_says_so(tmp_path):
+    """The DPO demo recipe, shortened: held-out pairs preferred, and the effect shows in generation."""
+    recipe = ftcli.load_recipe(REPO / "recipes" / "demo-smollm2-dpo.yaml", [
+        f"model.name_or_path={need(SMOL)}", f"train.output_dir={tmp_path / 'run'}",
+        f"data.train={REPO / 'data/pirate-preferences/train.jsonl'}", "data.max_train_samples=96",
+        "train.max_steps=12"])
+    run = ftcli.finetune(recipe)
+    report = ftcli.evaluate(run, limit=16)
+    tuned, base = report["tuned"], report["base"]
+    assert tuned["preference_accuracy"] >= 0.9 and tuned["reward_margin"] > 1.0
+    assert tuned["logprob_preference"] > base["logprob_preference"]
+    assert ftcli.generate("What is the capital of Japan?", run).startswith("Arr")
+    assert not ftcli.generate("What is the capital of Japan?", run, base=True).startswith("Arr")
+
+
 def test_minilm_classifies_sst2(tmp_path):
     """MiniLM on 2,000 SST-2 sentences read straight from the shared TSV, scored on its 872 dev rows."""
     recipe = ftcli.load_recipe(REPO / "recipes" / "minilm-reviews-classification.yaml", [

@@ -171,8 +171,8 @@ def _preference_trainer(recipe: Recipe, data: PreparedData, model, run_dir: Path
                           recipe.train.seed, precision).eval()
 
     if "eval_dataset" in evaluation:
-        evaluation["eval_dataset"] = preference.as_dataset(evaluation["eval_dataset"])
-    examples = data.train_set.examples
+        evaluation["eval_dataset"] = preference.as_dataset(preference.by_length(evaluation["eval_dataset"]))
+    examples = preference.by_length(data.train_set.examples)
     args = training_arguments(recipe, run_dir, precision, preference.dpo_config_class(),
                               **preference.dpo_options(recipe))
     trainer_class = preference.dpo_trainer_class()
