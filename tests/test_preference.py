@@ -285,3 +285,9 @@ def test_data_preview_shows_prompt_chosen_and_rejected_as_scored(workdir, tiny_l
     shown = result.stdout.split("--- example 1")[1]
     assert "⟦<|im_start|>user\n" in shown and "<|im_start|>assistant\n⟧" in shown
     assert f"chosen:   {CHOSEN}<|im_end|>" in shown and f"rejected: {REJECTED}<|im_end|>" in shown
+
+
+def test_two_identical_whole_chats_are_an_identical_pair_dropped_and_counted(tmp_path):
+    rows = [IMPLICIT, {"chosen": IMPLICIT["chosen"], "rejected": IMPLICIT["chosen"]}]
+    splits = load_splits(recipe(write_jsonl(tmp_path / "p.jsonl", rows)))
+    assert len(splits.train) == 1 and splits.cleaning["train"]["identical_pairs"] == 1

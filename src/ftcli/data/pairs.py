@@ -60,7 +60,7 @@ def pair_of(row: dict, format: str, data: DataSection) -> Pair:
 
 
 def _shared_prefix(chosen: list[dict], rejected: list[dict]) -> int:
-    """The turns two whole chats share, ending before an assistant turn where they part."""
+    """How many opening turns two whole chats share."""
     n = 0
     while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
         n += 1
@@ -116,6 +116,8 @@ def _sharegpt_problem(row: dict, data: DataSection, names: tuple[str, str]) -> t
 
 
 def _pair_shape_problem(pair: Pair, names: tuple[str, str], implicit: bool) -> tuple[str, str] | None:
+    if identical(pair):
+        return None  # dropped and counted by cleaning (identical_pairs), as any identical pair
     for name, reply in zip(names, (pair.chosen, pair.rejected)):
         if not reply:
             return name, "is the same chat as the other reply's up to its end: nothing is left to prefer"
