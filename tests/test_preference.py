@@ -49,6 +49,8 @@ def tokenizer(tiny_llama):
     ({"method": "ipo", "loss_type": "hinge"}, "method ipo is DPO's loss_type ipo"),
     ({"reference": "none"}, "DPO and IPO measure rewards against a reference model"),
     ({"beta": 0}, "preference.beta: input should be greater than 0"),
+    ({"loss_type": ["sigmoid", "sfft"]}, "loss_type 'sfft' is not a DPO loss — did you mean sft?"),
+    ({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0]}, "loss_weights has 1 weights for 2 loss_type values"),
 ])
 def test_the_preference_section_is_strict(preference, problem):
     raw = {"task": "causal-lm", "model": {"name_or_path": "m"}, "data": {"train": "t.jsonl"}, "preference": preference}
@@ -172,6 +174,7 @@ def dpo_recipe(model, data, output_dir="runs/dpo", preference=None, lora=True, *
     ({}, True),  # DPO + LoRA: the reference is the base with adapters off
     ({"method": "ipo"}, True),
     ({"loss_type": "hinge", "precompute_reference": False}, True),  # a reference pass per step
+    ({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.5]}, True),  # RPO: DPO + the chosen's likelihood
     ({"precompute_reference": False}, False),  # full fine-tune: a frozen copy as reference
 ])
 def test_preference_tuning_raises_the_held_out_preference(workdir, tiny_llama, preference, lora):

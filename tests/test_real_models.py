@@ -40,7 +40,7 @@ def test_smollm2_dpo_demo_prefers_the_pirate_and_says_so(tmp_path):
     recipe = ftcli.load_recipe(REPO / "recipes" / "demo-smollm2-dpo.yaml", [
         f"model.name_or_path={need(SMOL)}", f"train.output_dir={tmp_path / 'run'}",
         f"data.train={REPO / 'data/pirate-preferences/train.jsonl'}", "data.max_train_samples=96",
-        "train.max_steps=12"])
+        "train.max_steps=20"])
     run = ftcli.finetune(recipe)
     report = ftcli.evaluate(run, limit=16)
     tuned, base = report["tuned"], report["base"]

@@ -27,8 +27,12 @@ class PreferenceSection(Section):
                                                              "(Azar et al.: DPO's loss_type ipo).")
     beta: float = Field(0.1, gt=0, description="How far the tuned model may move from the reference: the "
                                                 "implicit reward's scale (IPO: its regulariser, tau).")
-    loss_type: str | None = Field(None, description="dpo: one of TRL's DPO losses (default sigmoid; hinge, "
-                                                    "robust, bco_pair, apo_zero, ...). ipo: ipo.")
+    loss_type: str | list[str] | None = Field(
+        None, description="dpo: one of TRL's DPO losses (default sigmoid; hinge, robust, bco_pair, apo_zero, ...), "
+                          "or a list of them added up (e.g. [sigmoid, sft]: DPO plus the chosen replies' "
+                          "likelihood, as in RPO). ipo: ipo.")
+    loss_weights: list[float] | None = Field(None, description="With a list of loss_type: each one's weight "
+                                                               "(default 1 each).")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="The share of pairs assumed mislabelled "
                                                                   "(conservative / robust DPO).")
     reference: str = Field("auto", description="The model rewards are measured against: auto (the starting "
@@ -41,12 +45,18 @@ class PreferenceSection(Section):
     def _loss_fits_method(self) -> "PreferenceSection":
         if self.loss_type is None:
             self.loss_type = METHOD_LOSS[self.method]  # written out, so the saved recipe says what ran
-        elif self.loss_type not in DPO_LOSS_TYPES:
-            raise ValueError(f"loss_type '{self.loss_type}' is not a DPO loss{suggest(self.loss_type, DPO_LOSS_TYPES)} "
-                             f"(choose from {', '.join(DPO_LOSS_TYPES)})")
-        elif self.method == "ipo" and self.loss_type != "ipo":
-            raise ValueError(f"method ipo is DPO's loss_type ipo; loss_type '{self.loss_type}' is another method: "
+        losses = [self.loss_type] if isinstance(self.loss_type, str) else self.loss_type
+        if not losses:
+            raise ValueError("loss_type is an empty list: name at least one DPO loss")
+        for loss in losses:
+            if loss not in DPO_LOSS_TYPES:
+                raise ValueError(f"loss_type '{loss}' is not a DPO loss{suggest(loss, DPO_LOSS_TYPES)} "
+                                 f"(choose from {', '.join(DPO_LOSS_TYPES)})")
+        if self.method == "ipo" and losses != ["ipo"]:
+            raise ValueError(f"method ipo is DPO's loss_type ipo; loss_type {self.loss_type!r} is another method: "
                              "set method: dpo with that loss_type, or leave loss_type out")
+        if self.loss_weights is not None and len(self.loss_weights) != len(losses):
+            raise ValueError(f"loss_weights has {len(self.loss_weights)} weights for {len(losses)} loss_type values")
         if self.reference == "none":
             raise ValueError("DPO and IPO measure rewards against a reference model: set reference: auto (the "
                              "starting model) or a model path")

@@ -61,7 +61,8 @@ def dpo_trainer_class():
 def dpo_options(recipe: Recipe) -> dict:
     """DPOConfig's own fields, from the recipe."""
     p = recipe.preference
-    return {"beta": p.beta, "loss_type": [p.loss_type], "label_smoothing": p.label_smoothing,
+    losses = [p.loss_type] if isinstance(p.loss_type, str) else list(p.loss_type)
+    return {"beta": p.beta, "loss_type": losses, "loss_weights": p.loss_weights, "label_smoothing": p.label_smoothing,
             "max_length": recipe.data.max_length, "precompute_ref_log_probs": p.precompute_reference,
             # The model's dropout as its config says, as for SFT (TRL turns it off by default).
             "disable_dropout": False}
