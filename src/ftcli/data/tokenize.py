@@ -58,7 +58,7 @@ def saved_tokenizer(tokenizer, task: str):
     return aligned if aligned("a")["input_ids"][:1] == [bos] else tokenizer
 
 
-def _answer_ids(tokenizer, response: str) -> list[int]:
+def answer_ids(tokenizer, response: str) -> list[int]:
     """The response followed by EOS, so the model learns to stop (non-chat templates; a chat
     template writes its own end-of-turn markup, see `templates.chat_segments`)."""
     ids = tokenizer(response, add_special_tokens=False)["input_ids"]
@@ -78,7 +78,7 @@ def _sft_pieces(tokenizer, row: dict, recipe: Recipe, kind: str, format: str) ->
     chat = templates.chat_setting(kind)
     if not chat:
         prompt, response = templates.prompt_and_reference(row, recipe, format, tokenizer)
-        return [(prompt_token_ids(tokenizer, prompt), False), (_answer_ids(tokenizer, response), True)]
+        return [(prompt_token_ids(tokenizer, prompt), False), (answer_ids(tokenizer, response), True)]
     conv = templates.conversation(row, d, format, system)
     texts = templates.chat_segments(tokenizer, conv, chat, last_only=d.assistant_turns == "last")
     # The first piece opens the example and gets BOS as a generation prompt does; the rest continue it.
@@ -86,7 +86,7 @@ def _sft_pieces(tokenizer, row: dict, recipe: Recipe, kind: str, format: str) ->
              else tokenizer(text, add_special_tokens=False)["input_ids"], learn) for i, (text, learn) in enumerate(texts)]
 
 
-def _row_label(row: dict) -> str:
+def row_label(row: dict) -> str:
     text = next((v for v in row.values() if isinstance(v, str) and v.strip()), None)
     if text is None:  # a chat: its first turn with text
         turns = next((v for v in row.values() if isinstance(v, list)), [])
@@ -108,7 +108,7 @@ def tokenize_sft(rows: list[dict], tokenizer, recipe: Recipe, format: str = "pro
         try:
             pieces = _sft_pieces(tokenizer, row, recipe, kind, format)
         except DataError as exc:  # rows are cleaned and shuffled by now: name the row by its text
-            raise DataError(f"{source}: {_row_label(row)}: {exc.message}", hint=exc.hint) from None
+            raise DataError(f"{source}: {row_label(row)}: {exc.message}", hint=exc.hint) from None
         for piece, learn in pieces:
             ids += piece
             labels += piece if learn or d.train_on_prompt else [IGNORE_INDEX] * len(piece)

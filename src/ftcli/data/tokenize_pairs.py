@@ -11,7 +11,7 @@ from ftcli.data import templates
 from ftcli.data.chats import Chat
 from ftcli.data.pairs import Pair, pair_of
 from ftcli.data.row_formats import columns_of
-from ftcli.data.tokenize import Tokenized, _answer_ids, _row_label, prompt_token_ids
+from ftcli.data.tokenize import Tokenized, answer_ids, row_label, prompt_token_ids
 from ftcli.errors import DataError
 from ftcli.recipe import Recipe
 
@@ -37,7 +37,7 @@ def tokenize_pairs(rows: list[dict], tokenizer, recipe: Recipe, format: str, sou
         try:
             prompt, chosen, rejected = _pair_ids(tokenizer, pair, row, recipe, kind)
         except DataError as exc:
-            raise DataError(f"{source}: {_row_label(row)}: {exc.message}", hint=exc.hint) from None
+            raise DataError(f"{source}: {row_label(row)}: {exc.message}", hint=exc.hint) from None
         room = d.max_length - len(prompt)
         if room <= 0:
             dropped += 1
@@ -54,8 +54,8 @@ def _pair_ids(tokenizer, pair: Pair, row: dict, recipe: Recipe, kind: str) -> tu
         # A string pair is a prompt_response row twice over: its prompt as SFT would write it.
         fields = {**row, d.prompt_field: pair.prompt}
         prompt = templates.text_prompt(kind, fields, d, "prompt_response", system)
-        return (prompt_token_ids(tokenizer, prompt), _answer_ids(tokenizer, pair.chosen),
-                _answer_ids(tokenizer, pair.rejected))
+        return (prompt_token_ids(tokenizer, prompt), answer_ids(tokenizer, pair.chosen),
+                answer_ids(tokenizer, pair.rejected))
     messages = pair.prompt if pair.conversational else [{"role": "user", "content": pair.prompt}]
     if system and messages[0]["role"] != "system":
         messages = [{"role": "system", "content": system}, *messages]

@@ -96,12 +96,16 @@ def by_length(examples: list[dict]) -> list[dict]:
     """The pairs shortest first. TRL scores them with the reference in dataset order, in batches padded
     to their longest pair: in length order that padding is small. Training order is the sampler's
     (seeded, length-grouped), whatever the dataset's order."""
-    return sorted(examples, key=lambda e: pair_lengths([e])[0])
+    return sorted(examples, key=_pair_length)
+
+
+def _pair_length(e: dict) -> int:
+    """What a pair costs: its prompt and longer reply, twice over in one batch."""
+    return len(e["prompt_ids"]) + max(len(e["chosen_ids"]), len(e["rejected_ids"]))
 
 
 def pair_lengths(examples: list[dict]) -> list[int]:
-    """What a pair costs: its prompt and longer reply, twice over in one batch."""
-    return [len(e["prompt_ids"]) + max(len(e["chosen_ids"]), len(e["rejected_ids"])) for e in examples]
+    return [_pair_length(e) for e in examples]
 
 
 def reference_model(recipe: Recipe, load):
