@@ -101,16 +101,20 @@ def trl_run(data: str, out: str, steps: int, max_length: int, rows_trained: int 
     seen = common.instrument(SFTTrainer)
     rows = [{"prompt": m[:1], "completion": m[1:]}
             for m in (json.loads(line)["messages"] for line in open(data, encoding="utf-8"))]
+    import torch
+
     config = SFTConfig(output_dir=out, max_length=max_length, per_device_train_batch_size=BATCH, max_steps=steps,
                        learning_rate=LR, lr_scheduler_type="linear", warmup_steps=0, seed=common.SEED,
                        data_seed=common.SEED, bf16=bf16, report_to="none",
+                       # bench/gpu.sh --cpu checks the harness with bf16 too: transformers refuses bf16 on a
+                       # CPU-only machine unless it is told the CPU is meant (ftcli's runs do the same).
+                       use_cpu=not torch.cuda.is_available(),
                        # TRL defaults to checkpointing activations; ftcli does not: same compute for both.
                        gradient_checkpointing=False)
     lora = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                       target_modules=LORA["target_modules"], task_type="CAUSAL_LM")
     path = model or str(common.SMOL)
     if bf16:  # a loaded model: SFTTrainer would otherwise load the checkpoint in its own dtype
-        import torch
         from transformers import AutoModelForCausalLM
 
         path = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16)
