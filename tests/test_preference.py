@@ -44,10 +44,10 @@ def tokenizer(tiny_llama):
 
 @pytest.mark.parametrize("preference, problem", [
     ({"methd": "dpo"}, "preference.methd: unknown key — did you mean method?"),
-    ({"method": "ppo"}, "preference.method: input should be 'dpo' or 'ipo'"),
+    ({"method": "ppo"}, "preference.method: input should be 'dpo', 'ipo', 'kto', 'orpo' or 'simpo'"),
     ({"loss_type": "sigmod"}, "loss_type 'sigmod' is not a DPO loss — did you mean sigmoid?"),
     ({"method": "ipo", "loss_type": "hinge"}, "method ipo is DPO's loss_type ipo"),
-    ({"reference": "none"}, "DPO and IPO measure rewards against a reference model"),
+    ({"reference": "none"}, "method dpo measures rewards against a reference model"),
     ({"beta": 0}, "preference.beta: input should be greater than 0"),
     ({"loss_type": ["sigmoid", "sfft"]}, "loss_type 'sfft' is not a DPO loss — did you mean sft?"),
     ({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0]}, "loss_weights has 1 weights for 2 loss_type values"),

@@ -13,7 +13,7 @@ import json
 import unicodedata
 from collections.abc import Iterable, Iterator
 
-from ftcli.data.pairs import identical, pair_of
+from ftcli.data.pairs import PAIR_FORMATS, identical, pair_of
 from ftcli.data.row_formats import RowFormat, is_complete, row_texts
 from ftcli.recipe import DataSection
 
@@ -67,7 +67,7 @@ def clean_rows(rows: Iterable[dict], fmt: RowFormat, d: DataSection, source: str
         if not is_complete(row, fmt, source, number):
             counts["incomplete"] += 1
             continue
-        if fmt.mode == "preference" and identical(pair_of(row, fmt.name, fmt.data)):
+        if fmt.name in PAIR_FORMATS and identical(pair_of(row, fmt.name, fmt.data)):
             counts["identical_pairs"] += 1  # nothing to prefer; real preference files hold a few
             continue
         if d.dedup:

@@ -11,6 +11,9 @@ Two row formats hold pairs (`row_formats`):
 Field names are data.chosen_field and data.rejected_field. A pair is rendered with the same chat
 template and masking as SFT (`tokenize_pairs`): its prompt is what generation would be asked, each
 reply what the model would answer.
+
+A third, `unpaired`, is KTO's: one reply per row (`prompt`, `completion`, both strings or both lists of
+turns) with a boolean `label`: true for a reply to learn from, false for one to move away from.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from ftcli.data import chats
 from ftcli.recipe import DataSection
 
 PAIR_FORMATS = ("preference", "sharegpt_preference")
+UNPAIRED = "unpaired"
+UNPAIRED_FIELDS = ("prompt", "completion", "label")
+PREFERENCE_FORMATS = PAIR_FORMATS + (UNPAIRED,)
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,19 @@ class Pair:
     @property
     def conversational(self) -> bool:
         return isinstance(self.chosen, list)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """An unpaired row: one reply to a prompt, marked desirable or not."""
+    prompt: list[dict] | str
+    completion: list[dict] | str
+    desirable: bool
+    tools: list[dict] | None = None
+
+    @property
+    def conversational(self) -> bool:
+        return isinstance(self.completion, list)
 
 
 def _turns(value) -> list:
@@ -65,6 +84,48 @@ def _shared_prefix(chosen: list[dict], rejected: list[dict]) -> int:
     while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
         n += 1
     return n
+
+
+def completion_of(row: dict, data: DataSection) -> Completion:
+    """A checked unpaired row."""
+    prompt, completion = row["prompt"], row["completion"]
+    tools = chats.as_tools(row.get(data.tools_field))
+    if isinstance(completion, str):
+        return Completion(str(prompt), completion, row["label"])
+    return Completion([chats.message(t) for t in prompt], [chats.message(t) for t in completion], row["label"], tools)
+
+
+def preference_problem(row: dict, format: str, data: DataSection) -> tuple[str, str] | None:
+    """What makes a preference row (a pair, or an unpaired reply) unusable, as (field, problem), or None."""
+    return unpaired_problem(row, data) if format == UNPAIRED else pair_problem(row, format, data)
+
+
+def unpaired_problem(row: dict, data: DataSection) -> tuple[str, str] | None:
+    problem = chats.tools_problem(row.get(data.tools_field))
+    if problem:
+        return data.tools_field, problem
+    if not isinstance(row["label"], bool):
+        return "label", (f"is {row['label']!r}: KTO's label is true (a reply to learn from) or false (one to "
+                         "move away from)")
+    prompt, completion = row["prompt"], row["completion"]
+    if isinstance(completion, str):
+        return None if isinstance(prompt, str) else \
+            ("prompt", f"is a {type(prompt).__name__} while completion is a string: give both as strings or both "
+                       "as lists of turns")
+    if not isinstance(completion, list):
+        return "completion", f"is a {type(completion).__name__}: give a string or a list of turns"
+    if not isinstance(prompt, list):
+        return "prompt", (f"is a {type(prompt).__name__} while completion is a list of turns: give both as strings "
+                          "or both as lists of turns")
+    for name, turns in (("prompt", prompt), ("completion", completion)):
+        problem = chats.turns_problem(turns, order=name == "prompt")
+        if problem:
+            return name, problem
+    if prompt[-1].get("role") == "assistant":
+        return "prompt", "ends with an assistant turn: the completion is the assistant's next turn"
+    if not any(t.get("role") == "assistant" for t in completion):
+        return "completion", "has no assistant turn: a completion is the assistant's reply"
+    return None
 
 
 def identical(pair: Pair) -> bool:

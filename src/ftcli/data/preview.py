@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ftcli.data.tokenize import IGNORE_INDEX
+from ftcli.data.tokenize_pairs import preference_example_length
 
 IGNORED_OPEN, IGNORED_CLOSE = "⟦", "⟧"  # around text the loss ignores (label -100)
 
@@ -50,11 +51,16 @@ def _runs(ids: list[int], labels: list[int]) -> list[tuple[list[int], bool]]:
 
 
 def _example(example: dict, tokenizer, mode: str, id2label: dict | None) -> ExamplePreview:
+    if mode == "preference" and "completion_ids" in example:  # unpaired (KTO): one reply, good or bad
+        completion = example["completion_ids"]
+        return ExamplePreview([(tokenizer.decode(example["prompt_ids"]), False), (tokenizer.decode(completion), True)],
+                              preference_example_length(example), len(completion),
+                              label="desirable" if example["label"] else "undesirable")
     if mode == "preference":  # the prompt once, then each reply as it is scored after it
         chosen, rejected = example["chosen_ids"], example["rejected_ids"]
         return ExamplePreview([(tokenizer.decode(example["prompt_ids"]), False), (tokenizer.decode(chosen), True)],
-                              len(example["prompt_ids"]) + max(len(chosen), len(rejected)),
-                              len(chosen) + len(rejected), label=tokenizer.decode(rejected))
+                              preference_example_length(example), len(chosen) + len(rejected),
+                              label=tokenizer.decode(rejected))
 
     # masked-lm training examples carry no labels (the collator hides tokens): every token is learned.
     ids = example["input_ids"]
@@ -82,7 +88,7 @@ def describe(recipe, splits, tokenizer, label2id: dict | None, train_set, n: int
 
 def _length(example: dict) -> int:
     if "prompt_ids" in example:  # a pair: its prompt and longer reply
-        return len(example["prompt_ids"]) + max(len(example["chosen_ids"]), len(example["rejected_ids"]))
+        return preference_example_length(example)
     return len(example["input_ids"])
 
 
@@ -130,6 +136,9 @@ def render(preview: DataPreview) -> str:
             lines += [example.segments[0][0], f"label: {example.label}"]
         elif preview.mode == "seq2seq":
             lines += [f"source: {example.segments[0][0]}", f"target: {example.label}"]
+        elif preview.mode == "preference" and example.label in ("desirable", "undesirable"):
+            (prompt, _), (completion, _) = example.segments
+            lines += [f"{IGNORED_OPEN}{prompt}{IGNORED_CLOSE}", f"{example.label}: {completion}"]
         elif preview.mode == "preference":
             (prompt, _), (chosen, _) = example.segments
             lines += [f"{IGNORED_OPEN}{prompt}{IGNORED_CLOSE}", f"chosen:   {chosen}", f"rejected: {example.label}"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ftcli.data.chats import PROMPT_COMPLETION, SHAREGPT_FIELD, chat_problem, is_conversational
-from ftcli.data.pairs import PAIR_FORMATS, pair_problem
+from ftcli.data.pairs import PREFERENCE_FORMATS, UNPAIRED, UNPAIRED_FIELDS, preference_problem
 from ftcli.errors import DataError
 from ftcli.recipe import DataSection, Recipe
 
@@ -29,6 +29,8 @@ _CHAT_HINTS = {
 _PAIR_HINT = ("a pair is a prompt with a chosen and a rejected reply: prompt, chosen and rejected strings; or lists "
               "of {\"role\": ..., \"content\": ...} turns (without prompt: two whole chats whose shared opening "
               "turns are the prompt); or ShareGPT conversations with chosen and rejected {\"from\", \"value\"} turns")
+_UNPAIRED_HINT = ("an unpaired row (KTO) is a prompt, a completion (both strings, or both lists of {\"role\": ..., "
+                  "\"content\": ...} turns) and a label: true or false")
 # TRL's preference columns: paired (chosen/rejected) and KTO's unpaired form (completion + a bool label).
 PREFERENCE_PAIR = ("chosen", "rejected")
 
@@ -49,7 +51,7 @@ class RowFormat:
 
     @property
     def mode(self) -> str:
-        if self.name in PAIR_FORMATS:
+        if self.name in PREFERENCE_FORMATS:
             return "preference"
         return "sft" if self.name in SFT_FORMATS else self.name
 
@@ -60,6 +62,10 @@ def row_format(recipe: Recipe, name: str) -> RowFormat:
     if name == "preference":  # prompt: absent in TRL's implicit-prompt form
         return RowFormat(name, pair, pair, ("prompt",) + pair, ("prompt",) + pair + (d.tools_field,),
                          chats=("prompt",) + pair, tools_field=d.tools_field, data=d)
+    if name == UNPAIRED:
+        texts = UNPAIRED_FIELDS[:2]
+        return RowFormat(name, UNPAIRED_FIELDS, UNPAIRED_FIELDS, texts, UNPAIRED_FIELDS + (d.tools_field,),
+                         chats=texts, tools_field=d.tools_field, data=d)
     if name == "sharegpt_preference":
         fields = (SHAREGPT_FIELD,) + pair
         return RowFormat(name, fields, fields, ("system",), ("system",) + fields + (d.tools_field,), chats=fields,
@@ -142,6 +148,14 @@ def _detect_pairs(recipe: Recipe, columns: list[str], source: str) -> RowFormat:
                         hint="leave data.format at auto (TRL's prompt/chosen/rejected) or set sharegpt "
                              "(conversations with chosen and rejected turns)")
     have = set(columns)
+    unpaired = set(UNPAIRED_FIELDS) <= have and not {d.chosen_field, d.rejected_field} <= have
+    if unpaired and recipe.preference.method == "kto":
+        return row_format(recipe, UNPAIRED)
+    if unpaired:
+        raise DataError(f"{source}: this is unpaired preference data (prompt, completion and a true/false label), "
+                        f"which method {recipe.preference.method} cannot use: it compares a chosen and a rejected "
+                        "reply to the same prompt",
+                        hint="set preference.method: kto, which learns from single replies marked good or bad")
     if d.format == "sharegpt" or (SHAREGPT_FIELD in have and "prompt" not in have):
         return row_format(recipe, "sharegpt_preference")
     if {d.chosen_field, d.rejected_field} <= have:
@@ -162,7 +176,7 @@ def _refuse_preference_data(have: set[str], source: str, rows: list[dict]) -> No
     kind = ("pairs of a chosen and a rejected reply" if not unpaired else
             "unpaired preference data (KTO's prompt, completion and a true/false label)")
     how = ("add a preference: section (e.g. `preference: {method: dpo}`) to tune on the pairs" if not unpaired else
-           "KTO's unpaired form is not supported yet: pair the replies (chosen, rejected) for DPO")
+           "add `preference: {method: kto}` to tune on replies marked good or bad")
     raise DataError(f"{source}: this is preference data ({kind}), not supervised fine-tuning data",
                     hint=f"{how}; or, to fine-tune on the preferred replies alone, set data.prompt_field: prompt "
                          "and data.response_field: chosen")
@@ -207,10 +221,11 @@ def is_complete(row: dict, fmt: RowFormat, source: str, number: int) -> bool:
     if not all(_filled(row.get(f)) for f in fmt.required):
         return False
     if fmt.mode == "preference":
-        problem = pair_problem(row, fmt.name, fmt.data)
+        problem = preference_problem(row, fmt.name, fmt.data)
         if problem:
             field, what = problem
-            raise DataError(f"{source}: row {number}: '{field}' {what}", hint=_PAIR_HINT)
+            raise DataError(f"{source}: row {number}: '{field}' {what}",
+                            hint=_UNPAIRED_HINT if fmt.name == UNPAIRED else _PAIR_HINT)
         return True
     conversational = is_conversational(row, fmt.name)
     for field in fmt.texts:

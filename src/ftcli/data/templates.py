@@ -127,7 +127,7 @@ def check_template(kind: str, data: DataSection, format: str, fields: list[str],
         conversational = format in chats.CHAT_FORMATS
     if conversational and not chat_setting(kind):
         what = {"sharegpt": "sharegpt conversations", "sharegpt_preference": "sharegpt preference pairs",
-                "preference": "preference pairs of chats",
+                "preference": "preference pairs of chats", "unpaired": "unpaired (KTO) rows of chats",
                 "prompt_completion": "conversational prompt/completion rows"}.get(format, "messages")
         raise DataError(f"{source}: {what} need a chat template: set data.template to chat or chatml "
                         f"(it is {data.template!r})")
@@ -193,7 +193,8 @@ def describe(kind: str, template: str) -> str:
 # --- the parts of a row -----------------------------------------------------------------------------
 
 def _response_field(data: DataSection, format: str) -> str:
-    return {"alpaca": "output", "prompt_completion": "completion"}.get(format, data.response_field)
+    return {"alpaca": "output", "prompt_completion": "completion", "unpaired": "completion"}.get(
+        format, data.response_field)
 
 
 def _prompt_field(data: DataSection, format: str) -> str:

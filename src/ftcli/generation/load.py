@@ -54,7 +54,7 @@ def with_source_prefix(settings: GenerateSection, source_prefix: str) -> Generat
 
 def _base_of(recipe) -> ModelSection:
     reference = recipe.preference.reference if recipe.preference else "auto"
-    if reference == "auto":
+    if reference in ("auto", "none"):  # none (orpo, simpo): the model training started from
         return recipe.model
     return recipe.model.model_copy(update={"name_or_path": reference, "quantization": None})
 

@@ -194,8 +194,8 @@ class Recipe(Section):
     generate: GenerateSection = Field(default_factory=GenerateSection)
     distributed: DistributedSection | None = Field(None, description="FSDP / DeepSpeed / DDP options for "
                                                                      "multi-process runs.")
-    preference: PreferenceSection | None = Field(None, description="Present → preference tuning (DPO, IPO) "
-                                                                   "on chosen/rejected pairs; absent → SFT.")
+    preference: PreferenceSection | None = Field(None, description="Present → preference tuning (DPO, IPO, KTO, ORPO, SimPO) "
+                                                                   "on chosen/rejected pairs (KTO: or replies labelled good or bad); absent → SFT.")
 
     @model_validator(mode="after")
     def _best_model_needs_evaluation(self) -> "Recipe":

@@ -28,7 +28,7 @@ def training_arguments(recipe: Recipe, run_dir: Path, precision: Precision | Non
     best = picks_best_model(recipe)
     # Choosing the best model means saving exactly when evaluating, so every candidate is on disk.
     save_strategy = t.eval_strategy if best else ("steps" if t.save_steps else "epoch")
-    return (arguments_class or TrainingArguments)(
+    settings = dict(
         output_dir=str(run_dir),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1,
@@ -76,8 +76,9 @@ def training_arguments(recipe: Recipe, run_dir: Path, precision: Precision | Non
         remove_unused_columns=False,
         **_device_options(precision),
         **distributed_options(recipe),
-        **options,
     )
+    # `options`: the trainer's own config fields (TRL's), and any of the above it must set its way.
+    return (arguments_class or TrainingArguments)(**{**settings, **options})
 
 
 def _device_options(precision: Precision) -> dict:

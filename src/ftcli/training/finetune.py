@@ -164,22 +164,26 @@ def _trainer(recipe: Recipe, data: PreparedData, model, run_dir: Path, precision
 
 def _preference_trainer(recipe: Recipe, data: PreparedData, model, run_dir: Path, precision: Precision, callbacks,
                         evaluation):
-    """TRL's DPOTrainer under ftcli's guards, on pairs tokenized by ftcli (`training.preference`)."""
+    """TRL's preference trainer for the method, under ftcli's guards, on examples tokenized by ftcli
+    (`training.preference`)."""
     def load(name_or_path: str):
         source = recipe.model.model_copy(update={"name_or_path": name_or_path, "quantization": None})
         return load_model(recipe.task, source, None, data.tokenizer.pad_token_id, data.tokenizer,
                           recipe.train.seed, precision).eval()
 
+    method, t = recipe.preference.method, recipe.train
     if "eval_dataset" in evaluation:
-        evaluation["eval_dataset"] = preference.as_dataset(preference.by_length(evaluation["eval_dataset"]))
-    examples = preference.by_length(data.train_set.examples)
-    args = training_arguments(recipe, run_dir, precision, preference.dpo_config_class(),
-                              **preference.dpo_options(recipe))
-    trainer_class = preference.dpo_trainer_class()
-    return trainer_class(model=model, ref_model=preference.reference_model(recipe, load), args=args,
-                         train_dataset=preference.as_dataset(examples), processing_class=data.tokenizer,
-                         callbacks=callbacks, on_nonfinite_loss=recipe.train.on_nonfinite_loss, causal_lm=False,
-                         micro_batch_tokens=None, lengths=preference.pair_lengths(examples), **evaluation)
+        evaluation["eval_dataset"] = preference.as_dataset(
+            preference.examples_for(recipe, evaluation["eval_dataset"], t.eval_batch_size or t.batch_size))
+    examples = preference.examples_for(recipe, data.train_set.examples, t.batch_size)
+    args = training_arguments(recipe, run_dir, precision, preference.config_class(method),
+                              **preference.trainer_options(recipe), **preference.sampling_options(recipe))
+    if preference.takes_reference(method):
+        evaluation["ref_model"] = preference.reference_model(recipe, load)
+    return preference.trainer_class(method)(
+        model=model, args=args, train_dataset=preference.as_dataset(examples), processing_class=data.tokenizer,
+        callbacks=callbacks, on_nonfinite_loss=t.on_nonfinite_loss, causal_lm=False, micro_batch_tokens=None,
+        lengths=preference.pair_lengths(examples), **evaluation)
 
 
 def _finetune(recipe: Recipe, overwrite: bool) -> Path:

@@ -52,8 +52,10 @@ def _longest_batch(recipe: Recipe, data: PreparedData) -> list[dict]:
         return [row] * n
     examples = data.train_set.examples
     if recipe.preference is not None:  # a batch of pairs: both replies after the prompt, in one forward
-        n, examples = 2 * n, [{"input_ids": e["prompt_ids"] + e[side], "labels": [IGNORE_INDEX] * len(e["prompt_ids"])
-                                + e[side]} for e in examples for side in ("chosen_ids", "rejected_ids")]
+        sides = ("completion_ids",) if examples and "completion_ids" in examples[0] else ("chosen_ids", "rejected_ids")
+        n, examples = len(sides) * n, [{"input_ids": e["prompt_ids"] + e[side],
+                                        "labels": [IGNORE_INDEX] * len(e["prompt_ids"]) + e[side]}
+                                       for e in examples for side in sides]
 
     def size(e):
         return len(e["input_ids"]) + (len(e["labels"]) if recipe.task == "seq2seq" else 0)
