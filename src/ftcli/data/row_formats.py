@@ -106,7 +106,7 @@ def detect_format(recipe: Recipe, columns: list[str], source: str, rows: list[di
             raise DataError(f"data.format '{d.format}' does not apply to task {recipe.task}",
                             hint="leave data.format at auto; the task decides which fields are read")
         fmt = row_format(recipe, fixed[recipe.task])
-    elif recipe.preference is not None:
+    elif recipe.tunes_on_pairs:
         fmt = _detect_pairs(recipe, columns, source)
     elif d.format != "auto":
         fmt = row_format(recipe, d.format)
@@ -149,18 +149,20 @@ def _detect_pairs(recipe: Recipe, columns: list[str], source: str) -> RowFormat:
                              "(conversations with chosen and rejected turns)")
     have = set(columns)
     unpaired = set(UNPAIRED_FIELDS) <= have and not {d.chosen_field, d.rejected_field} <= have
-    if unpaired and recipe.preference.method == "kto":
+    method = recipe.preference.method if recipe.preference else None
+    if unpaired and method == "kto":
         return row_format(recipe, UNPAIRED)
     if unpaired:
+        who = f"method {method}" if method else "a reward model"
         raise DataError(f"{source}: this is unpaired preference data (prompt, completion and a true/false label), "
-                        f"which method {recipe.preference.method} cannot use: it compares a chosen and a rejected "
-                        "reply to the same prompt",
-                        hint="set preference.method: kto, which learns from single replies marked good or bad")
+                        f"which {who} cannot use: it compares a chosen and a rejected reply to the same prompt",
+                        hint="pair the replies (prompt, chosen, rejected), or tune on them with "
+                             "`preference: {method: kto}`, which learns from single replies marked good or bad")
     if d.format == "sharegpt" or (SHAREGPT_FIELD in have and "prompt" not in have):
         return row_format(recipe, "sharegpt_preference")
     if {d.chosen_field, d.rejected_field} <= have:
         return row_format(recipe, "preference")
-    raise DataError(f"{source}: preference tuning needs pairs: fields '{d.chosen_field}' and '{d.rejected_field}' "
+    raise DataError(f"{source}: {'preference tuning' if recipe.preference else 'a reward model'} needs pairs: fields '{d.chosen_field}' and '{d.rejected_field}' "
                     f"(with 'prompt', or as whole chats), or '{SHAREGPT_FIELD}' with them (ShareGPT); the data has: "
                     f"{', '.join(columns) or '(none)'}",
                     hint="set data.chosen_field / data.rejected_field to the names your data uses, or remove the "

@@ -11,6 +11,7 @@ from ftcli.data.splits import load_splits
 from ftcli.errors import UserError
 from ftcli.evaluation.reports import confusion_png
 from ftcli.evaluation.preference import score_pairs
+from ftcli.evaluation.reward import score_reward_model
 from ftcli.evaluation.scoring import score_model
 from ftcli.exporting.model_card import refresh_run_cards
 from ftcli.io import write_json
@@ -47,8 +48,9 @@ def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int
     log(f"evaluating {run_dir.name} on {len(rows)} eval examples")
     results: dict = {"run": str(run_dir)}
     if splits.mode == "preference":
-        results["tuned"], base_metrics, tuned_details = score_pairs(recipe, tuned, recipe.model, tokenizer, rows,
-                                                                    splits.format, with_base=base)
+        score = score_reward_model if recipe.task == "reward-model" else score_pairs
+        results["tuned"], base_metrics, tuned_details = score(recipe, tuned, recipe.model, tokenizer, rows,
+                                                              splits.format, with_base=base)
         if base:
             results["base"], base_details = base_metrics, {}
     else:

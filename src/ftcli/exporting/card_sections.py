@@ -12,7 +12,8 @@ from ftcli.modeling import quantization
 Kind = Literal["model", "adapter", "gguf"]
 PEFT_AUTO_CLASSES = {"causal-lm": "AutoPeftModelForCausalLM",
                      "sequence-classification": "AutoPeftModelForSequenceClassification",
-                     "seq2seq": "AutoPeftModelForSeq2SeqLM", "masked-lm": "AutoPeftModel"}
+                     "seq2seq": "AutoPeftModelForSeq2SeqLM", "masked-lm": "AutoPeftModel",
+                     "reward-model": "AutoPeftModelForSequenceClassification"}
 
 
 def _number(value) -> str:

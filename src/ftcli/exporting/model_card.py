@@ -29,7 +29,8 @@ from ftcli.versions import package_versions
 CARD_FILE = "README.md"
 UNKNOWN_LICENSE = "other"
 PIPELINE_TAGS = {"causal-lm": "text-generation", "sequence-classification": "text-classification",
-                 "seq2seq": "text2text-generation", "masked-lm": "fill-mask"}
+                 "seq2seq": "text2text-generation", "masked-lm": "fill-mask",
+                 "reward-model": "text-classification"}
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.DOTALL)
 
 
@@ -134,7 +135,7 @@ def build_card(run_dir: Path, kind: Kind, *, where: str | None = None, license: 
     found_license = license or infer_license(recipe)
     meta = front_matter(recipe, kind, found_license or UNKNOWN_LICENSE, hub_base, extra_tags)
     where = where or str(run_dir / (runs.ADAPTER_DIR if kind == "adapter" else runs.MODEL_DIR))
-    num_labels = _num_labels(run_dir) if recipe.task == "sequence-classification" else None
+    num_labels = _num_labels(run_dir) if recipe.task in ("sequence-classification", "reward-model") else None
 
     title = {"model": "fine-tuned model", "adapter": "LoRA adapter", "gguf": f"GGUF ({gguf_type or 'f16'})"}[kind]
     body = [f"# {run_dir.name}: {title}", "",

@@ -18,7 +18,9 @@ from ftcli.recipe import ModelSection
 
 TASK_MODEL_CLASSES = {"causal-lm": "AutoModelForCausalLM",
                       "sequence-classification": "AutoModelForSequenceClassification",
-                      "seq2seq": "AutoModelForSeq2SeqLM", "masked-lm": "AutoModelForMaskedLM"}
+                      "seq2seq": "AutoModelForSeq2SeqLM", "masked-lm": "AutoModelForMaskedLM",
+                      # A reward model is a classifier with one output: the reply's score (TRL's RewardTrainer).
+                      "reward-model": "AutoModelForSequenceClassification"}
 
 
 def check_model_source(name_or_path: str, gguf_file: str | None = None) -> str:
@@ -138,6 +140,8 @@ def load_model(task: str, source, label2id: dict | None = None, pad_token_id: in
                       id2label={i: label for label, i in label2id.items()})
         # A base model's head may have another label count (or none): start it fresh.
         kwargs["ignore_mismatched_sizes"] = True
+    if task == "reward-model":
+        kwargs.update(num_labels=1, ignore_mismatched_sizes=True)
     if source.quantization is not None:  # QLoRA's base: bitsandbytes layers (modeling.quantization)
         model = load_quantized(partial(_load, cls.from_pretrained, source.name_or_path), kwargs,
                                source.quantization, precision)

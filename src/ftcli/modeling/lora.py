@@ -8,7 +8,7 @@ from ftcli.modeling.fast_dropout import use_fast_lora_dropout
 
 # peft has no masked-LM task type; None gives its generic model, which LoRA-wraps the encoder alike.
 PEFT_TASK_TYPES = {"causal-lm": "CAUSAL_LM", "sequence-classification": "SEQ_CLS", "seq2seq": "SEQ_2_SEQ_LM",
-                   "masked-lm": None}
+                   "masked-lm": None, "reward-model": "SEQ_CLS"}
 
 
 def lora_config(task: str, lora):

@@ -29,11 +29,13 @@ COMMON_FIELDS = ("tie_word_embeddings", "output_attentions")
 TASK_MAPPINGS = {"causal-lm": "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
                  "masked-lm": "MODEL_FOR_MASKED_LM_MAPPING_NAMES",
                  "seq2seq": "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
-                 "sequence-classification": "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES"}
+                 "sequence-classification": "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+                 "reward-model": "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES"}
 
 
 TASK_EXAMPLES = {"causal-lm": "llama, gpt2, qwen2", "masked-lm": "bert, roberta, distilbert",
-                 "seq2seq": "t5, bart", "sequence-classification": "bert, roberta, llama"}
+                 "seq2seq": "t5, bart", "sequence-classification": "bert, roberta, llama",
+                 "reward-model": "llama, qwen2"}
 
 
 def task_architectures(task: str) -> dict[str, str]:

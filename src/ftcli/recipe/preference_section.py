@@ -145,3 +145,16 @@ def preference_problems(recipe) -> list[str]:
         problems.append("method kto estimates its KL term from the other replies in a batch: train.batch_size "
                         "must be at least 2")
     return problems
+
+
+def reward_model_problems(recipe) -> list[str]:
+    """What `task: reward-model` (a scalar head trained on pairs, TRL's RewardTrainer) cannot be combined with."""
+    if recipe.task != "reward-model":
+        return []
+    problems = []
+    if recipe.data.streaming:
+        problems.append("data.streaming does not work with task reward-model: remove data.streaming")
+    if recipe.model.from_config is not None:
+        problems.append("task reward-model starts from a pretrained model (its head scores what the body "
+                        "understands): model.from_config has learned nothing yet")
+    return problems

@@ -14,7 +14,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ftcli.recipe.data_section import TEMPLATE_NAMES, DataInput, DataSection, DataSource
-from ftcli.recipe.preference_section import PREFERENCE_METRICS, PreferenceSection, preference_problems
+from ftcli.recipe.preference_section import (PREFERENCE_METRICS, PreferenceSection, preference_problems,
+                                             reward_model_problems)
 from ftcli.recipe.quantization_section import QuantizationSection, quantization_problems
 from ftcli.recipe.section import Section, _nested_model
 from ftcli.recipe.train_section import DistributedSection, TrainSection, unworkable_train_settings
@@ -25,10 +26,10 @@ __all__ = ["TASKS", "Task", "GENERATION_METRICS", "TASK_METRICS", "BEST_MODEL_ME
            "FewShotExample", "GenerateSection", "Recipe", "_nested_model"]
 
 
-TASKS = ("causal-lm", "sequence-classification", "seq2seq", "masked-lm")
+TASKS = ("causal-lm", "sequence-classification", "seq2seq", "masked-lm", "reward-model")
 
 
-Task = Literal["causal-lm", "sequence-classification", "seq2seq", "masked-lm"]
+Task = Literal["causal-lm", "sequence-classification", "seq2seq", "masked-lm", "reward-model"]
 
 
 # Metrics each task can report, and the ones it reports when the recipe names none.
@@ -41,6 +42,8 @@ TASK_METRICS = {
     "causal-lm": ("perplexity", "loss") + GENERATION_METRICS,
     "seq2seq": ("loss", "perplexity") + GENERATION_METRICS,
     "masked-lm": ("perplexity", "loss"),
+    # A reward model scores held-out pairs: how often, and by how much, chosen scores above rejected.
+    "reward-model": ("pairwise_accuracy", "reward_margin"),
 }
 
 
@@ -50,6 +53,7 @@ BEST_MODEL_METRICS = {
     "causal-lm": ("loss", "perplexity"),
     "seq2seq": ("loss", "perplexity"),
     "masked-lm": ("loss", "perplexity"),
+    "reward-model": ("loss", "accuracy"),  # TRL's RewardTrainer logs eval_accuracy: the pairwise accuracy
 }
 
 
@@ -58,6 +62,7 @@ DEFAULT_METRICS = {
     "causal-lm": ["perplexity", "loss"],
     "seq2seq": ["loss", "bleu", "chrf"],
     "masked-lm": ["perplexity", "loss"],
+    "reward-model": ["pairwise_accuracy", "reward_margin"],
 }
 
 
@@ -254,9 +259,14 @@ class Recipe(Section):
             raise ValueError("; ".join(problems))
         return self
 
+    @property
+    def tunes_on_pairs(self) -> bool:
+        """Preference tuning and reward models: the data is pairs of a chosen and a rejected reply."""
+        return self.preference is not None or self.task == "reward-model"
+
     @model_validator(mode="after")
     def _preference_fits(self) -> "Recipe":
-        if problems := preference_problems(self):
+        if problems := preference_problems(self) + reward_model_problems(self):
             raise ValueError("; ".join(problems))
         return self
 

@@ -70,7 +70,7 @@ def training_arguments(recipe: Recipe, run_dir: Path, precision: Precision | Non
         greater_is_better=t.metric_for_best_model not in ("loss", "perplexity"),
         # A language model's eval needs only the loss (perplexity follows); keeping vocabulary-sized
         # logits for every eval token would cost gigabytes. (seq2seq generation metrics: `ftcli eval`.)
-        prediction_loss_only=recipe.task in ("causal-lm", "seq2seq", "masked-lm"),
+        prediction_loss_only=recipe.task in ("causal-lm", "seq2seq", "masked-lm", "reward-model"),
         dataloader_pin_memory=torch.cuda.is_available(),
         # Our examples carry exactly the columns the model takes; nothing to strip.
         remove_unused_columns=False,

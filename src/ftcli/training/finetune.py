@@ -27,7 +27,7 @@ from ftcli.modeling.quantization import record as record_quantization
 from ftcli.modeling.save import save_final_model
 from ftcli.progress import log
 from ftcli.recipe import Recipe, save_recipe
-from ftcli.training import architectures, distributed, preference, tracking
+from ftcli.training import architectures, distributed, preference, reward, tracking
 from ftcli.training.arguments import picks_best_model, training_arguments, training_eval
 from ftcli.training.callbacks import GuardCallback, StopSignals
 from ftcli.training.display import TrainingDisplay
@@ -186,6 +186,19 @@ def _preference_trainer(recipe: Recipe, data: PreparedData, model, run_dir: Path
         lengths=preference.pair_lengths(examples), **evaluation)
 
 
+def _reward_trainer(recipe: Recipe, data: PreparedData, model, run_dir: Path, precision: Precision, callbacks,
+                    evaluation):
+    """TRL's RewardTrainer under ftcli's guards, on pairs tokenized by ftcli (`training.reward`)."""
+    if "eval_dataset" in evaluation:
+        evaluation["eval_dataset"] = preference.as_dataset(reward.sequences(evaluation["eval_dataset"]))
+    examples = reward.sequences(data.train_set.examples)
+    args = training_arguments(recipe, run_dir, precision, reward.reward_config_class(), **reward.reward_options(recipe))
+    return reward.reward_trainer_class()(
+        model=model, args=args, train_dataset=preference.as_dataset(examples), processing_class=data.tokenizer,
+        callbacks=callbacks, on_nonfinite_loss=recipe.train.on_nonfinite_loss, causal_lm=False,
+        micro_batch_tokens=None, lengths=[reward.sequence_length(e) for e in examples], **evaluation)
+
+
 def _finetune(recipe: Recipe, overwrite: bool) -> Path:
     from transformers import set_seed
 
@@ -217,7 +230,8 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
             TrainingDisplay() as display:
         guard = GuardCallback(stop)
         callbacks = [guard, recipe_params] + evaluation.pop("callbacks")
-        build = _preference_trainer if recipe.preference else _trainer
+        build = _preference_trainer if recipe.preference else _reward_trainer if recipe.task == "reward-model" \
+            else _trainer
         trainer = build(recipe, data, model, run_dir, precision, callbacks, evaluation)
         display.take_over(trainer)  # our bar or lines on stderr, not Trainer's printed dicts
         if resume:

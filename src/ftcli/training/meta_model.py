@@ -27,6 +27,8 @@ def model_config(source, task: str, label2id: dict | None):
         if not Path(source.name_or_path).expanduser().exists():
             raise hub_model_error(source.name_or_path, exc) from None
         raise ModelError(f"cannot read the config of {source.name_or_path}: {first_line(exc)}") from None
+    if task == "reward-model":
+        config.num_labels = 1
     if task == "sequence-classification" and label2id is not None:
         config.num_labels = len(label2id)
         config.label2id, config.id2label = label2id, {i: label for label, i in label2id.items()}

@@ -33,9 +33,10 @@ from ftcli.training.trainer import FtcliTrainer
 
 
 def check_installed(recipe: Recipe) -> None:
-    """Before any work: a preference recipe needs TRL (the `preference` extra)."""
-    if recipe.preference is not None and importlib.util.find_spec("trl") is None:
-        raise UserError("a preference: recipe trains with TRL, which is not installed",
+    """Before any work: a preference recipe or a reward model needs TRL (the `preference` extra)."""
+    if recipe.tunes_on_pairs and importlib.util.find_spec("trl") is None:
+        what = "a preference: recipe" if recipe.preference else "task reward-model"
+        raise UserError(f"{what} trains with TRL, which is not installed",
                         hint="pip install 'ftcli[preference]' (make install installs it)")
 
 

@@ -95,6 +95,8 @@ def validation_text(source, report: dict) -> str:
             "text": "plain-text language modelling", "classification": "sequence classification",
             "seq2seq": "sequence to sequence (source → target)",
             "preference": f"preference tuning ({report['format'].replace('_', ' ')} pairs)"}[report["mode"]]
+    if report["task"] == "reward-model":
+        mode = f"reward model ({report['format'].replace('_', ' ')} pairs)"
     return (f"{source}: ok\n  task:   {report['task']} — {mode}\n"
             f"  data:   {report['train_rows']} train rows, {report['eval_rows']} eval rows"
             + (f"; dropped {report['dropped']}" if report["dropped_rows"] else "")

@@ -51,7 +51,7 @@ def _longest_batch(recipe: Recipe, data: PreparedData) -> list[dict]:
         row = {"input_ids": [0] * recipe.data.max_length, "labels": [0] * recipe.data.max_length}
         return [row] * n
     examples = data.train_set.examples
-    if recipe.preference is not None:  # a batch of pairs: both replies after the prompt, in one forward
+    if recipe.tunes_on_pairs:  # a batch of pairs: both replies after the prompt, in one forward
         sides = ("completion_ids",) if examples and "completion_ids" in examples[0] else ("chosen_ids", "rejected_ids")
         n, examples = len(sides) * n, [{"input_ids": e["prompt_ids"] + e[side],
                                         "labels": [IGNORE_INDEX] * len(e["prompt_ids"]) + e[side]}
@@ -72,7 +72,7 @@ def pass_shape(recipe: Recipe, data: PreparedData, budget: int | None, own_loss:
     target = labels.shape[1] if recipe.task == "seq2seq" else None
     if recipe.task == "causal-lm" and not own_loss:
         positions = int((labels[:, 1:] != IGNORE_INDEX).sum())  # ftcli's loss: the head on targets only
-    elif recipe.task == "sequence-classification":
+    elif recipe.task in ("sequence-classification", "reward-model"):
         positions = rows
     else:
         positions = rows * (target or width)
@@ -175,7 +175,7 @@ def _activation_dtype(precision: Precision, quantized: bool):
 
 def _outputs(model, recipe: Recipe) -> int:
     config = (model.get_base_model() if hasattr(model, "get_base_model") else model).config
-    if recipe.task == "sequence-classification":
+    if recipe.task in ("sequence-classification", "reward-model"):
         return config.num_labels
     return config.get_text_config().vocab_size
 
