@@ -16,6 +16,7 @@ How it leans on TRL 1.x (tests/test_preference.py fails loudly when a version ch
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -66,18 +67,24 @@ def _tokenized_pair_columns(feature: dict) -> dict:
     return out
 
 
+# Each method's TRL trainer and config: (module, trainer, config). TRL 1.x keeps ORPO and CPO (whose
+# loss_type simpo is SimPO) in trl.experimental.
+_TRL_CLASSES = {"dpo": ("trl", "DPOTrainer", "DPOConfig"), "ipo": ("trl", "DPOTrainer", "DPOConfig"),
+                "kto": ("trl", "KTOTrainer", "KTOConfig"),
+                "orpo": ("trl.experimental.orpo", "ORPOTrainer", "ORPOConfig"),
+                "simpo": ("trl.experimental.cpo", "CPOTrainer", "CPOConfig")}
+
+
+def _trl_class(method: str, which: int):
+    module, *names = _TRL_CLASSES[method]
+    return getattr(importlib.import_module(module), names[which])
+
+
 def trainer_class(method: str):
     """FtcliTrainer (guards, seeded length grouping, resume) on TRL's trainer for `method`."""
     import torch
 
-    if method in ("dpo", "ipo"):
-        from trl import DPOTrainer as base
-    elif method == "kto":
-        from trl import KTOTrainer as base
-    elif method == "orpo":
-        from trl.experimental.orpo import ORPOTrainer as base
-    else:
-        from trl.experimental.cpo import CPOTrainer as base
+    base = _trl_class(method, 0)
 
     class FtcliPreferenceTrainer(FtcliTrainer, base):
         reports_perplexity = False
@@ -103,15 +110,7 @@ def trainer_class(method: str):
 
 
 def config_class(method: str):
-    if method in ("dpo", "ipo"):
-        from trl import DPOConfig as config
-    elif method == "kto":
-        from trl import KTOConfig as config
-    elif method == "orpo":
-        from trl.experimental.orpo import ORPOConfig as config
-    else:
-        from trl.experimental.cpo import CPOConfig as config
-    return config
+    return _trl_class(method, 1)
 
 
 def trainer_options(recipe: Recipe) -> dict:
