@@ -82,9 +82,11 @@ def worker_main(roles: dict) -> None:
 
 def instrument(trainer_cls) -> dict:
     """Record what a Trainer class actually trains on and logs: each step's non-padding tokens
-    (attention_mask), loss tokens (labels != -100), padded tokens, and each row's length (for FLOPs).
+    (attention_mask), loss tokens (labels != -100; a preference batch, which has no labels: its
+    completion_mask), padded tokens, each row's length (for FLOPs) and the loss each step returned.
     Wrapping training_step sees exactly the batches optimised, none that a loader fetched ahead."""
-    seen = {"tokens": 0, "loss_tokens": 0, "padded_tokens": 0, "steps": 0, "row_lengths": [], "logs": []}
+    seen = {"tokens": 0, "loss_tokens": 0, "padded_tokens": 0, "steps": 0, "row_lengths": [], "logs": [],
+            "step_losses": []}
     step, log_fn = trainer_cls.training_step, trainer_cls.log
 
     def training_step(self, model, inputs, *args, **kwargs):
@@ -96,10 +98,13 @@ def instrument(trainer_cls) -> dict:
             lengths = mask.sum(dim=1).tolist()
         seen["tokens"] += sum(lengths)
         seen["padded_tokens"] += inputs["input_ids"].numel()
-        seen["loss_tokens"] += int((inputs["labels"] != -100).sum())
+        labels = inputs.get("labels")
+        seen["loss_tokens"] += int((labels != -100).sum() if labels is not None else inputs["completion_mask"].sum())
         seen["row_lengths"] += lengths
         seen["steps"] += 1
-        return step(self, model, inputs, *args, **kwargs)
+        loss = step(self, model, inputs, *args, **kwargs)
+        seen["step_losses"].append(loss.detach())  # a tensor: no device sync per step; float() it after
+        return loss
 
     def log(self, logs, *args, **kwargs):
         seen["logs"].append(dict(logs))
@@ -186,7 +191,7 @@ def check(workload: str, what: str, value: float, target: float, higher_is_bette
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
-    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
+    widths = [max([len(c), *(len(str(r.get(c, ""))) for r in rows)]) for c in columns]  # rows may be empty
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)),
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)) for r in rows]
