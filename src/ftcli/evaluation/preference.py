@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ftcli.data.tokenize_pairs import tokenize_pairs
 from ftcli.errors import UserError
 from ftcli.modeling.load import load_model
-from ftcli.progress import Progress
+from ftcli.evaluation.sorted_batches import sorted_forward
 from ftcli.recipe import Recipe
 
 
@@ -39,28 +39,14 @@ def reply_logps(model, examples: list[dict], pad_id: int, batch_size: int, desc:
     """Summed log-probabilities of each pair's replies after its prompt (teacher-forced, no dropout)."""
     import torch
 
-    sequences = [(e["prompt_ids"], e[side]) for e in examples for side in ("chosen_ids", "rejected_ids")]
-    totals = [0.0] * len(sequences)
-    # Length-sorted batches: little padding; the order does not change a sequence's score.
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]) + len(sequences[i][1]))
-    device = next(model.parameters()).device
-    with torch.inference_mode(), Progress(f"{desc}: batch", -(-len(order) // batch_size)) as progress:
-        for done, start in enumerate(range(0, len(order), batch_size), 1):
-            chunk = order[start:start + batch_size]
-            width = max(len(sequences[i][0]) + len(sequences[i][1]) for i in chunk)
-            ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for row, i in enumerate(chunk):
-                tokens = sequences[i][0] + sequences[i][1]
-                ids[row, :len(tokens)] = torch.tensor(tokens)
-                mask[row, :len(tokens)] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            for row, i in enumerate(chunk):
-                prompt, reply = sequences[i]
-                # Position t predicts token t + 1: the reply's tokens are predicted from len(prompt) - 1 on.
-                scores = logits[row, len(prompt) - 1:len(prompt) + len(reply) - 1].float().log_softmax(-1)
-                totals[i] = scores.gather(-1, torch.tensor(reply, device=device)[:, None]).sum().item()
-            progress.update(done)
+    parts = [(e["prompt_ids"], e[side]) for e in examples for side in ("chosen_ids", "rejected_ids")]
+    totals = [0.0] * len(parts)
+    for chunk, logits in sorted_forward(model, [p + r for p, r in parts], pad_id, batch_size, desc):
+        for row, i in enumerate(chunk):
+            prompt, reply = parts[i]
+            # Position t predicts token t + 1: the reply's tokens are predicted from len(prompt) - 1 on.
+            scores = logits[row, len(prompt) - 1:len(prompt) + len(reply) - 1].float().log_softmax(-1)
+            totals[i] = scores.gather(-1, torch.tensor(reply, device=logits.device)[:, None]).sum().item()
     return ReplyScores(totals[0::2], totals[1::2], [len(e["chosen_ids"]) for e in examples],
                        [len(e["rejected_ids"]) for e in examples])
 

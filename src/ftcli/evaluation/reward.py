@@ -8,30 +8,16 @@ from __future__ import annotations
 from ftcli.data.tokenize_pairs import tokenize_pairs
 from ftcli.errors import UserError
 from ftcli.modeling.load import load_model
-from ftcli.progress import Progress
+from ftcli.evaluation.sorted_batches import sorted_forward
 from ftcli.recipe import Recipe
 
 
 def sequence_rewards(model, sequences: list[list[int]], pad_id: int, batch_size: int, desc: str) -> list[float]:
-    """The model's scalar score of each token sequence (no dropout), in batches of similar length."""
-    import torch
-
+    """The model's scalar score of each token sequence (no dropout)."""
     scores = [0.0] * len(sequences)
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    device = next(model.parameters()).device
-    with torch.inference_mode(), Progress(f"{desc}: batch", -(-len(order) // batch_size)) as progress:
-        for done, start in enumerate(range(0, len(order), batch_size), 1):
-            chunk = order[start:start + batch_size]
-            width = max(len(sequences[i]) for i in chunk)
-            ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for row, i in enumerate(chunk):  # right-padded: the classifier pools the last non-pad token
-                ids[row, :len(sequences[i])] = torch.tensor(sequences[i])
-                mask[row, :len(sequences[i])] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            for row, i in enumerate(chunk):
-                scores[i] = logits[row, 0].float().item()
-            progress.update(done)
+    for chunk, logits in sorted_forward(model, sequences, pad_id, batch_size, desc):
+        for row, i in enumerate(chunk):
+            scores[i] = logits[row, 0].float().item()
     return scores
 
 
