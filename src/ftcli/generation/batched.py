@@ -11,11 +11,11 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 
 from ftcli.data.tokenize import prompt_token_ids
-from ftcli.generation.prompting import _check_settings, _sampling, few_shot_examples, format_generation_prompt
+from ftcli.generation.prompting import check_settings, _sampling, few_shot_examples, format_generation_prompt
 from ftcli.recipe import GenerateSection
 
 
-def _cut_at_stop(text: str, stops: Sequence[str]) -> int | None:
+def cut_at_stop(text: str, stops: Sequence[str]) -> int | None:
     """Index of the first stop string in `text`, or None."""
     found = [i for i in (text.find(s) for s in stops if s) if i >= 0]
     return min(found) if found else None
@@ -23,11 +23,11 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> int | None:
 
 def apply_stop(text: str, stops: Sequence[str]) -> str:
     """`text` cut at the first stop string (which is left out)."""
-    cut = _cut_at_stop(text, stops)
+    cut = cut_at_stop(text, stops)
     return text if cut is None else text[:cut]
 
 
-def _generate_kwargs(tokenizer, settings: GenerateSection) -> dict:
+def generate_kwargs(tokenizer, settings: GenerateSection) -> dict:
     kwargs: dict = {"max_new_tokens": settings.max_new_tokens, "pad_token_id": tokenizer.pad_token_id,
                     "repetition_penalty": settings.repetition_penalty}
     if _sampling(settings):
@@ -69,6 +69,13 @@ def _right_padded(id_lists: Sequence[list[int]], pad_id: int, device):
     return input_ids.to(device), mask.to(device)
 
 
+def padded_inputs(model, tokenizer, id_lists: Sequence[list[int]]):
+    """One batch's input_ids and attention mask on the model's device: left-padded for a decoder,
+    right-padded for an encoder-decoder (see `_right_padded`)."""
+    pad = _right_padded if model.config.is_encoder_decoder else _left_padded
+    return pad(id_lists, tokenizer.pad_token_id, model.device)
+
+
 def prompt_ids(tokenizer, prompt: str, settings: GenerateSection, chat: bool, mode: str = "sft",
                history: Sequence[tuple[str, str]] = (), examples=None) -> list[int]:
     """Token ids the model is given for a raw prompt, formatted as `settings` say. seq2seq: the
@@ -106,11 +113,10 @@ def generate_ids(model, tokenizer, id_lists: Sequence[list[int]], settings: Gene
     import torch
 
     encoder_decoder = model.config.is_encoder_decoder
-    pad = _right_padded if encoder_decoder else _left_padded
-    input_ids, mask = pad(id_lists, tokenizer.pad_token_id, model.device)
+    input_ids, mask = padded_inputs(model, tokenizer, id_lists)
     with torch.inference_mode():
         out = model.generate(input_ids=input_ids, attention_mask=mask, streamer=streamer,
-                             **_generate_kwargs(tokenizer, settings))
+                             **generate_kwargs(tokenizer, settings))
     # A decoder-only model's output repeats the prompt; an encoder-decoder's is the decoder's own
     # sequence, after its start token.
     new = out[:, 1:] if encoder_decoder else out[:, input_ids.shape[1]:]
@@ -125,7 +131,7 @@ def iter_generate(model, tokenizer, prompts: Iterable[str], settings: GenerateSe
     """Answers (a list of num_return_sequences strings) for each raw prompt, yielded in input order.
     Prompts are formatted as `settings` says, and batched by similar length within windows of
     16 batches (so results can be written out as they come)."""
-    _check_settings(settings)
+    check_settings(settings)
     batch_size = batch_size or settings.batch_size
     examples = few_shot_examples(settings)
     if settings.seed is not None:

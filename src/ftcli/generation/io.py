@@ -16,7 +16,7 @@ from typing import IO
 
 from ftcli.data.readers import iter_jsonl
 from ftcli.errors import DataError, UserError
-from ftcli.generation.batched import _cut_at_stop, generate_ids, iter_generate, prompt_ids
+from ftcli.generation.batched import cut_at_stop, generate_ids, iter_generate, prompt_ids
 from ftcli.generation.load import Loaded, log
 from ftcli.progress import Progress
 
@@ -51,7 +51,7 @@ def _make_streamer(tokenizer, stops: Sequence[str], out: IO[str]):
             if self.stopped:
                 return
             self.pending += text
-            cut = _cut_at_stop(self.pending, stops)
+            cut = cut_at_stop(self.pending, stops)
             if cut is not None:
                 self._emit(self.pending[:cut].rstrip())
                 self.pending, self.stopped = "", True

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from ftcli import runs
 from ftcli.data.templates import generation_format, has_chat_template
 from ftcli.errors import UserError
-from ftcli.generation.prompting import _check_settings, read_few_shot_file, settings_with, tools_of
+from ftcli.generation.prompting import check_settings, read_few_shot_file, settings_with, tools_of
 from ftcli.modeling.load import check_model_source, load_model, load_tokenizer, local_model
 from ftcli.progress import log
 from ftcli.recipe import GenerateSection, ModelSection, TrainSection, load_run_recipe, resolve_run
@@ -33,7 +33,7 @@ def _device():
 
 def _ready(settings: GenerateSection, default_seed: int) -> GenerateSection:
     """Checked settings with the seed filled in and few-shot and tools files read (before any model loads)."""
-    _check_settings(settings)
+    check_settings(settings)
     update: dict = {}
     if settings.seed is None:
         update["seed"] = default_seed

@@ -51,7 +51,7 @@ def _sampling(settings: GenerateSection) -> bool:
     return settings.temperature > 0
 
 
-def _check_settings(settings: GenerateSection) -> None:
+def check_settings(settings: GenerateSection) -> None:
     if settings.num_return_sequences > 1 and not _sampling(settings):
         raise UserError(f"num_return_sequences is {settings.num_return_sequences}, but greedy decoding "
                         "gives one answer per prompt", hint="sample with a temperature > 0 (--temperature 0.8)")
