@@ -219,6 +219,32 @@ def generate(
 
 @app.command()
 @guarded
+def serve(
+    target: Annotated[Optional[str], typer.Argument(
+        help="Run directory or recipe file (default: the latest finished run here).", show_default=False)] = None,
+    model: GenModelOption = None,
+    base: Annotated[bool, typer.Option("--base", help="Serve the run's base model instead.")] = False,
+    host: Annotated[str, typer.Option(help="Address to listen on (another than 127.0.0.1 exposes the model).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8000,
+    api_key: Annotated[Optional[str], typer.Option(
+        "--api-key", help="Require 'Authorization: Bearer KEY' on every request (default: $FTCLI_API_KEY).",
+        show_default=False)] = None,
+    engine: Annotated[str, typer.Option(help="transformers (batched generate) or vllm.")] = "transformers",
+    max_batch: Annotated[int, typer.Option(min=1, help="Most answers generated together in one batch.")] = 16,
+    max_queue: Annotated[int, typer.Option(min=1, help="Most requests queued or running; more get 503.")] = 64,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Most new tokens one answer may ask for.")] = 1024,
+):
+    """Serve a run's tuned model (or --base, or any --model) on an OpenAI-compatible API (/v1/chat/completions,
+    /v1/completions, /v1/models), with a chat page at /."""
+    from ftcli.serving.server import serve as run_server
+
+    run_server(target, host=host, port=port, api_key=api_key, base=base, model=model, engine=engine,
+               max_batch=max_batch, max_queue=max_queue, max_tokens=max_tokens)
+
+
+@app.command()
+@guarded
 def validate(recipe: RecipeArg, set_: SetOption = None):
     """Check a recipe, its data and its model path without training."""
     import ftcli
