@@ -41,14 +41,39 @@ def check_installed(recipe: Recipe) -> None:
                         hint="pip install 'ftcli[preference]' (make install installs it)")
 
 
-def _after_init(trainer) -> None:
-    """What every ftcli preference trainer does once TRL's __init__ has run."""
-    from transformers import set_seed
-
+def _drop_reference_adapter(trainer) -> None:
+    """TRL's copy of a new adapter as the frozen "ref" adapter: the identity, so the base with adapters
+    disabled is the same reference, without the copy's LoRA branches in every reference forward."""
     model = trainer.accelerator.unwrap_model(trainer.model)
     if "ref" in getattr(model, "peft_config", {}):
         model.delete_adapter("ref")
         model.set_adapter("default")
+
+
+def _fused_head_on_scored_positions_only() -> None:
+    """TRL's fused LM head (DPO, KTO) projects only the positions that have a label on Triton devices,
+    and every position elsewhere: on Neuron a varying count of positions recompiles its kernels. Eager
+    CPU compiles nothing, and a pair's prompt (no label) is most of its tokens, so on CPU too only the
+    scored positions go through the head. The same log-probs, a fraction of the head's work (with its
+    backward, a third of a CPU DPO step at the bench's sizes)."""
+    from trl.trainer import utils
+
+    scored_only = getattr(utils, "_use_triton", None)
+    if scored_only is None or getattr(scored_only, "ftcli", False):
+        return  # tests/test_preference.py notices a TRL that renames it
+
+    def compact(device) -> bool:
+        return device.type == "cpu" or scored_only(device)
+
+    compact.ftcli = True
+    utils._use_triton = compact
+
+
+def _after_init(trainer) -> None:
+    """What every ftcli preference trainer does once TRL's __init__ has run."""
+    from transformers import set_seed
+
+    _drop_reference_adapter(trainer)
     # Scoring the examples with the reference draws from the RNG (its data loader's seed), and a run
     # that finds those scores cached draws nothing: reseed, so both train alike.
     set_seed(trainer.args.seed)
@@ -85,6 +110,7 @@ def trainer_class(method: str):
     import torch
 
     base = _trl_class(method, 0)
+    _fused_head_on_scored_positions_only()
 
     class FtcliPreferenceTrainer(FtcliTrainer, base):
         reports_perplexity = False
@@ -92,6 +118,11 @@ def trainer_class(method: str):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             _after_init(self)
+
+        def compute_ref_log_probs(self, *args, **kwargs):
+            # TRL scores the reference inside its __init__, before _after_init could drop the copy
+            _drop_reference_adapter(self)
+            return super().compute_ref_log_probs(*args, **kwargs)
 
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             return dataset  # DPO, KTO: tokenized by ftcli already
