@@ -257,10 +257,10 @@ def test_debug_zero_is_off(runner, project):
 # ---------------------------------------------------------------- light imports, python -m
 
 
-HEAVY = ("torch", "transformers", "datasets")
+HEAVY = ("torch", "transformers", "datasets", "fastapi", "uvicorn")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["validate", "--help"], ["generate", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["validate", "--help"], ["generate", "--help"], ["serve", "--help"]])
 def test_help_does_not_import_heavy_libraries(argv):
     code = textwrap.dedent(f"""\
         import sys

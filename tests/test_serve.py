@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
-import textwrap
 import threading
+import time
 
 import pytest
 
@@ -251,27 +249,48 @@ def test_concurrent_clients_are_batched_and_greedy_stays_exact(client, served, u
     assert health["max_batch_rows"] > 1 and health["batches"] - before["batches"] < 32
 
 
-def test_a_client_killed_mid_stream_does_not_stop_the_others(client, served, url):
-    host, port = url.removeprefix("http://").split(":")
-    body = json.dumps({"model": served.model_id, "messages": [{"role": "user", "content": "Hi"}],
-                       "max_tokens": 200, "stream": True}).encode()
-    sock = socket.create_connection((host, int(port)))
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 + f"Authorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
-    received = b""
-    while b"data:" not in received:  # the stream has started
-        more = sock.recv(4096)
-        assert more, received
-        received += more
-    sock.close()  # and the client is gone
-    results = []
-    threads = [threading.Thread(target=lambda q=q: results.append(chat(client, served, q).choices[0].message.content))
-               for q in QUESTIONS[:4]]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert results and sorted(results) == sorted(library_answers(served, QUESTIONS[:4]))
+def test_a_client_killed_mid_stream_does_not_stop_the_others(run):
+    """The run's untrained base rarely says its end token, so a long answer is still being generated
+    when its client goes away: that row is dropped, and the clients sharing its batch get their answers."""
+    from ftcli.serving.server import build, running_server
+
+    served = build(run, base=True)
+    # The tiny model writes 400 tokens in well under a second: a pause per step keeps the answer going
+    # for ~10 s, so that its client surely leaves in the middle of it.
+    slow = served.loaded.model.register_forward_pre_hook(lambda *_: time.sleep(0.025))
+    try:
+        with running_server(served) as url:
+            client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=60)
+            host, port = url.removeprefix("http://").split(":")
+            body = json.dumps({"model": served.model_id, "messages": [{"role": "user", "content": "Hi"}],
+                               "max_tokens": 400, "stream": True}).encode()
+            sock = socket.create_connection((host, int(port)))
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            received = b""
+            while b"data:" not in received:  # the stream has started (its first chunk, the role)
+                more = sock.recv(4096)
+                assert more, received
+                received += more
+            results = []
+            threads = [threading.Thread(target=lambda q=q: results.append(
+                chat(client, served, q, max_tokens=30).choices[0].message.content)) for q in QUESTIONS[:4]]
+            for t in threads:
+                t.start()
+            sock.close()  # the first client is gone, mid-answer
+            for t in threads:
+                t.join(60)
+            assert len(results) == 4
+            assert sorted(results) == sorted(library_answers(served, QUESTIONS[:4], max_new_tokens=30))
+            for _ in range(200):  # the dropped row is noticed at the next step of its batch
+                if served.engine.load()["cancelled"]:
+                    break
+                time.sleep(0.05)
+            assert served.engine.load()["cancelled"] == 1
+            assert http("GET", f"{url}/health", key=None)[1]["running"] == 0
+    finally:
+        slow.remove()
+        served.engine.close()
 
 
 def test_a_full_queue_is_a_503(served):
@@ -295,25 +314,6 @@ def test_a_full_queue_is_a_503(served):
 
 
 # ------------------------------------------------------------------------------------------ CLI
-
-HEAVY = ("torch", "transformers", "fastapi", "uvicorn")
-
-
-@pytest.mark.parametrize("argv", [["--help"], ["serve", "--help"]])
-def test_help_imports_no_server_stack(argv):
-    code = textwrap.dedent(f"""\
-        import sys
-        from ftcli.cli import app
-        try:
-            app({argv!r}, prog_name="ftcli", standalone_mode=False)
-        except SystemExit as exc:
-            assert exc.code in (0, None), exc.code
-        print("HEAVY=" + ",".join(sorted(m for m in {HEAVY!r} if m in sys.modules)))
-        """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert "HEAVY=\n" in proc.stdout, proc.stdout
-
 
 @pytest.mark.parametrize("args, message", [
     (["--engine", "nope"], "unknown engine"),

@@ -65,15 +65,19 @@ def _eos_ids(model) -> set[int]:
 
 
 class Engine:
-    def __init__(self, model, tokenizer, max_batch: int = 16, max_queue: int = 64, batch_wait_s: float = 0.005):
+    def __init__(self, model, tokenizer, max_batch: int = 16, max_queue: int = 64, batch_wait_s: float = 0.005,
+                 regroup_wait_s: float = 0.1):
         self.model, self.tokenizer = model, tokenizer
-        self.max_batch, self.max_queue, self.batch_wait_s = max_batch, max_queue, batch_wait_s
+        self.max_batch, self.max_queue = max_batch, max_queue
+        self.batch_wait_s, self.regroup_wait_s = batch_wait_s, regroup_wait_s
+        self._last_rows = 1  # the last batch's size: how many of its clients may come back together
         self.eos_ids = _eos_ids(model)
         self._waiting: deque[Job] = deque()
         self._running = 0
         self._cond = threading.Condition()
         self._closed = False
-        self.stats = {"requests": 0, "batches": 0, "rows": 0, "max_batch_rows": 0, "tokens": 0, "rejected": 0}
+        self.stats = {"requests": 0, "batches": 0, "rows": 0, "max_batch_rows": 0, "tokens": 0, "rejected": 0,
+                      "cancelled": 0}
         self._thread = threading.Thread(target=self._work, name="ftcli-serve-engine", daemon=True)
         self._thread.start()
 
@@ -124,6 +128,24 @@ class Engine:
         self._waiting.extendleft(reversed(kept))
         return [j for j in batch if not j.cancelled]
 
+    def _gather(self) -> None:
+        """Wait a moment for requests arriving together (`batch_wait_s`). When the last batch had k rows,
+        its k clients tend to send their next requests together as their answers arrive: wait up to
+        `regroup_wait_s` for as many rows, so that they are not split into a batch of the first few
+        and a batch of the rest. Called with the lock held."""
+        start = time.monotonic()
+        rows = lambda: sum(len(j.rows) for j in self._waiting)  # noqa: E731
+        self._wait_until(start + self.batch_wait_s, lambda: rows() >= self.max_batch)
+        target = min(self._last_rows, self.max_batch)
+        self._wait_until(start + self.regroup_wait_s, lambda: rows() >= target)
+
+    def _wait_until(self, deadline: float, enough) -> None:
+        while not self._closed and not enough():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(timeout=left)
+
     def _work(self) -> None:
         while True:
             with self._cond:
@@ -131,12 +153,13 @@ class Engine:
                     self._cond.wait()
                 if self._closed:
                     return
-            time.sleep(self.batch_wait_s)  # requests that arrive together go together
             with self._cond:
+                self._gather()
                 if not self._waiting:
                     continue
                 batch = self._take()
                 self._running = len(batch)
+                self._last_rows = max(sum(len(j.rows) for j in batch), 1)
             try:
                 if batch:
                     self._generate(batch)
@@ -169,6 +192,7 @@ class Engine:
                         continue
                     if job.cancelled or engine._stop_batch:
                         row.finish_reason = "cancelled"
+                        engine.stats["cancelled"] += 1
                         continue
                     delta = row.push(token)
                     if delta:
