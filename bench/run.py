@@ -1,7 +1,7 @@
 """ftcli's benchmark: every workload side by side in one run, a table of absolute figures, a table of
 ratios against their targets, and the full results as JSON.
 
-    .venv/bin/python bench/run.py [--only cls,sft,dpo,startup,generate,prep] [--quick] [--out FILE]
+    .venv/bin/python bench/run.py [--only cls,sft,dpo,startup,generate,prep,serve] [--quick] [--out FILE]
 
 `--quick` runs tiny sizes in a minute or two, to check the harness itself; its numbers mean nothing.
 """
@@ -21,10 +21,12 @@ import common
 import dpo
 import generate
 import prep
+import serve_load
 import sft
 import startup
 
-WORKLOADS = {"cls": cls, "sft": sft, "dpo": dpo, "startup": startup, "generate": generate, "prep": prep}
+WORKLOADS = {"cls": cls, "sft": sft, "dpo": dpo, "startup": startup, "generate": generate, "prep": prep,
+             "serve": serve_load}
 # What each workload reads; it is skipped, with a message, when any of it is missing.
 NEEDS = {"cls": [common.DATA / "sst2" / "train.tsv", common.DATA / "sst2" / "validation.tsv", common.MINILM],
          "sft": [common.DATA / "alpaca" / "alpaca_5000.json", common.SMOL],
@@ -32,7 +34,8 @@ NEEDS = {"cls": [common.DATA / "sst2" / "train.tsv", common.DATA / "sst2" / "val
          "startup": [],
          "generate": [common.DATA / "alpaca" / "alpaca_5000.json", common.SMOL],
          "prep": [common.DATA / "alpaca" / "alpaca_5000.json", common.DATA / "sst2" / "train.tsv", common.MINILM,
-                  common.SMOL]}
+                  common.SMOL],
+         "serve": [common.SMOL]}
 
 
 def main() -> int:
