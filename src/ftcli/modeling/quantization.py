@@ -97,7 +97,20 @@ def load_quantized(load, kwargs: dict, section, precision=None):
         kept = [name for name, module in model.named_modules() if type(module).__name__ == "Linear"]
         del model
         model = load(**options, quantization_config=bnb_config(section, precision, skip=kept + empty))
-    return _off_the_checkpoint(model)
+    return _off_the_checkpoint(_unpacked_where_packing_fails(model))
+
+
+def _unpacked_where_packing_fails(model):
+    """On CPUs with AVX512-BF16, bitsandbytes repacks a 4-bit layer's weight for its inference kernel the
+    first time the layer runs without gradients (eval, a reference pass), and that repacking assumes
+    the input width is a multiple of the quantization block and the output width a multiple of 32: on
+    any other layer it fails with a bare reshape error. Those layers keep the kernel training uses."""
+    for module in model.modules():
+        state = getattr(getattr(module, "weight", None), "quant_state", None)
+        if type(module).__name__ == "Linear4bit" and state is not None and \
+                (module.in_features % state.blocksize or module.out_features % 32):
+            module.support_avx512bf16_for_cpu = False  # the attribute bitsandbytes 0.49+ reads
+    return model
 
 
 def _off_the_checkpoint(model):
