@@ -159,6 +159,30 @@ def test_a_quantized_model_keeps_nothing_of_the_checkpoint_file_mapped(tiny_llam
     assert model.model.embed_tokens.weight is model.lm_head.weight or not model.config.tie_word_embeddings
 
 
+@needs_bnb
+def test_a_4bit_model_runs_without_gradients_where_the_cpu_inference_kernel_cannot_take_its_layers(
+        tiny_llama, monkeypatch):
+    """On AVX512-BF16 CPUs bitsandbytes repacks each 4-bit layer for inference at its first no-grad
+    call, which fails on layers narrower than a quantization block (the tiny model's 16 inputs): ftcli
+    keeps those on the training kernel. The CPU feature is forced on, so this runs on any CPU."""
+    import torch
+    from bitsandbytes.nn import modules
+
+    from ftcli.modeling.load import load_model
+
+    this_cpu_has_it = modules.has_avx512bf16()
+    monkeypatch.setattr(modules, "has_avx512bf16", lambda: True)
+    model = load_model("causal-lm", ModelSection(name_or_path=str(tiny_llama), quantization={"bits": 4})).eval()
+    layers = [m for m in model.modules() if type(m).__name__ == "Linear4bit"]
+    fits = {m: m.in_features % 64 == 0 and m.out_features % 32 == 0 for m in layers}
+    assert any(fits.values()) and not all(fits.values())  # the tiny model has both kinds
+    assert all(m.support_avx512bf16_for_cpu == fits[m] for m in layers)
+    for m in layers:  # the kernel itself needs the real CPU feature
+        m.support_avx512bf16_for_cpu &= this_cpu_has_it
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.tensor([IDS[0]])).logits).all()
+
+
 # --- QLoRA runs on a tiny Llama ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -316,3 +340,24 @@ def test_qlora_on_smollm2_learns_the_pirate_style_in_less_memory(tmp_path):
         assert found["tuned_ppl"] < found["base_ppl"] / 5, (name, found)
         assert found["answer"].startswith("Arr"), (name, found)
         assert found["peak_rss"] < runs["fp32 LoRA"]["peak_rss"], (name, found, runs["fp32 LoRA"])
+
+
+def test_dpo_on_a_4bit_base_learns_and_evals_against_the_quantized_reference(wide_llama, tmp_path_factory):
+    """QLoRA preference tuning: the reference is the 4-bit base with adapters disabled, as trained, and
+    eval's base column is that quantized base."""
+    from test_preference import dpo_recipe, write_pairs
+    from test_end_to_end import write_recipe
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        pytest.skip("bitsandbytes is not installed (pip install 'ftcli[quant]')")
+    root = tmp_path_factory.mktemp("qlora-dpo").resolve()
+    raw = dpo_recipe(wide_llama, write_pairs(root), output_dir=str(root / "runs" / "dpo"), max_steps=16)
+    raw["model"]["quantization"] = {"bits": 4}
+    run = ftcli.finetune(write_recipe(root / "dpo.yaml", raw))
+    assert json.loads((run / "train_results.json").read_text())["quantization"]["bits"] == 4
+
+    report = ftcli.evaluate(run)
+    assert report["base_quantization"]["bits"] == 4
+    tuned, base = report["tuned"], report["base"]
+    assert tuned["preference_accuracy"] == 1.0 and tuned["reward_margin"] > 0
+    assert tuned["logprob_preference"] > base["logprob_preference"]

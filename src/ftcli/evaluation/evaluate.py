@@ -47,6 +47,10 @@ def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int
 
     log(f"evaluating {run_dir.name} on {len(rows)} eval examples")
     results: dict = {"run": str(run_dir)}
+    if recipe.model.quantization is not None:  # QLoRA: the base (and reference) it trained on; model/ is full precision
+        results["base_quantization"] = quantization.record(recipe.model.quantization)
+        log(f"base model: {recipe.model.name_or_path} quantized to "
+            f"{quantization.describe(results['base_quantization'])}, as the adapter was trained on it")
     if splits.mode == "preference":
         score = score_reward_model if recipe.task == "reward-model" else score_pairs
         results["tuned"], base_metrics, tuned_details = score(recipe, tuned, recipe.model, tokenizer, rows,
@@ -57,10 +61,6 @@ def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int
         results["tuned"], tuned_details = score_model(recipe, splits.mode, tuned, tokenizer, rows, label2id,
                                                       "tuned", format=splits.format)
     if base and splits.mode != "preference":
-        if recipe.model.quantization is not None:  # QLoRA: the base it trained on; model/ is full precision
-            results["base_quantization"] = quantization.record(recipe.model.quantization)
-            log(f"base model: {recipe.model.name_or_path} quantized to "
-                f"{quantization.describe(results['base_quantization'])}, as the adapter was trained on it")
         results["base"], base_details = score_model(recipe, splits.mode, recipe.model, tokenizer, rows, label2id,
                                                     "base", format=splits.format)
     results.update(task=recipe.task, mode=splits.mode, examples=len(rows),
