@@ -191,3 +191,30 @@ def test_each_method_trains_and_raises_the_held_out_preference(workdir, tiny_lla
     question = ["generate", "Hello", "--run", str(run)]
     tuned_text, base_text = run_cli(*question).stdout, run_cli(*question, "--base").stdout
     assert tuned_text.strip() and tuned_text != base_text
+
+
+# ----------------------------------------------------------------------------- no lost work
+
+def test_kto_resumed_after_sigkill_ends_with_the_uninterrupted_weights(tmp_path, tiny_llama):
+    """KTO's KL term pairs each row with its batch neighbour's completion, so its rows are laid out in
+    training order and drawn sequentially: a resumed run must pick that order up where it stopped."""
+    from test_resume import assert_same_weights, finish, start, wait_for_checkpoint
+
+    data = write_unpaired(tmp_path)
+    paths = {}
+    for name in ("whole", "killed"):
+        raw = dpo_recipe(tiny_llama, data, output_dir=str(tmp_path / name), preference={"method": "kto"},
+                         max_steps=30, save_steps=10, save_total_limit=3, learning_rate=5e-3, batch_size=4)
+        raw["preference"].pop("beta")
+        raw["lora"]["dropout"] = 0.1  # the RNG must be restored too
+        raw["data"]["eval_fraction"] = 0
+        paths[name] = write_recipe(tmp_path / f"{name}.yaml", raw)
+    code, output = finish(start(paths["whole"]))
+    assert code == 0, output[-3000:]
+    process = start(paths["killed"])
+    wait_for_checkpoint(process, tmp_path / "killed")
+    process.kill()
+    process.wait()
+    code, output = finish(start(paths["killed"]))
+    assert code == 0 and "resuming from checkpoint-" in output, output[-3000:]
+    assert_same_weights(tmp_path / "whole", tmp_path / "killed")
