@@ -328,3 +328,19 @@ def test_serve_usage_errors_exit_2(run, args, message):
     result = CliRunner().invoke(app, ["serve", *args] if "--model" in args else ["serve", str(run), *args])
     assert result.exit_code == 2, result.output
     assert message.lower() in result.output.lower() and "Traceback" not in result.output
+
+
+def test_the_key_comes_from_the_option_or_ftcli_api_key(monkeypatch):
+    from ftcli.serving.api_errors import ApiError
+    from ftcli.serving.auth import api_key_from, check_key
+
+    monkeypatch.setenv("FTCLI_API_KEY", "from-env")
+    assert api_key_from(None) == "from-env" and api_key_from("given") == "given"
+    monkeypatch.setenv("FTCLI_API_KEY", "")
+    assert api_key_from(None) is None  # no key: every request is let in
+    check_key(None, None)
+    check_key("k", "Bearer k")
+    for header in (None, "k", "Bearer K", "Basic k", "Bearer kk"):
+        with pytest.raises(ApiError) as caught:
+            check_key("k", header)
+        assert caught.value.status == 401

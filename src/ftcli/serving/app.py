@@ -138,7 +138,7 @@ def create_app(served: Served) -> FastAPI:
         return {"object": "list", "data": [{"id": served.model_id, "object": "model", "created": int(time.time()),
                                             "owned_by": "ftcli"}]}
 
-    async def _run(prepared, request: Request, chat: bool, req):
+    async def _run(prepared, chat: bool, req):
         check_fits(prepared, served.engine.max_batch)
         job = Job(prepared.rows(), prepared.settings, prepared.seed, asyncio.get_running_loop())
         served.engine.submit(job)
@@ -205,12 +205,12 @@ def create_app(served: Served) -> FastAPI:
     @api.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         req = _validated(ChatRequest, await _read_json(request, served.limits.max_body_bytes), served)
-        return await _run(prepare_chat(served.loaded, req, served.limits), request, True, req)
+        return await _run(prepare_chat(served.loaded, req, served.limits), True, req)
 
     @api.post("/v1/completions")
     async def completions(request: Request):
         req = _validated(CompletionRequest, await _read_json(request, served.limits.max_body_bytes), served)
-        return await _run(prepare_completion(served.loaded, req, served.limits), request, False, req)
+        return await _run(prepare_completion(served.loaded, req, served.limits), False, req)
 
     app.include_router(api)
     return app

@@ -50,10 +50,6 @@ class Row:
         """Finish a row the batch ended before it did (what is left to send)."""
         return "" if self.done else self._finish(reason, self.decode(self.tokens))
 
-    @property
-    def text(self) -> str:
-        return self.sent
-
     def _finish(self, reason: str, text: str) -> str:
         self.finish_reason = reason
         return self._send(text.strip(), final=True)
