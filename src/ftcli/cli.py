@@ -230,13 +230,15 @@ def serve(
     api_key: Annotated[Optional[str], typer.Option(
         "--api-key", help="Require 'Authorization: Bearer KEY' on every request (default: $FTCLI_API_KEY).",
         show_default=False)] = None,
-    engine: Annotated[str, typer.Option(help="transformers (batched generate) or vllm.")] = "transformers",
+    engine: Annotated[str, typer.Option(help="transformers (ftcli's batched generate, with the page at /) or vllm "
+                                             "(vLLM's own server in a child process; needs vLLM on a CUDA GPU).")]
+    = "transformers",
     max_batch: Annotated[int, typer.Option(min=1, help="Most answers generated together in one batch.")] = 16,
     max_queue: Annotated[int, typer.Option(min=1, help="Most requests queued or running; more get 503.")] = 64,
     max_tokens: Annotated[int, typer.Option(min=1, help="Most new tokens one answer may ask for.")] = 1024,
 ):
     """Serve a run's tuned model (or --base, or any --model) on an OpenAI-compatible API (/v1/chat/completions,
-    /v1/completions, /v1/models), with a chat page at /."""
+    /v1/completions, /v1/models), with a chat page at / (--engine vllm: through vLLM's own server, no page)."""
     from ftcli.serving.server import serve as run_server
 
     run_server(target, host=host, port=port, api_key=api_key, base=base, model=model, engine=engine,

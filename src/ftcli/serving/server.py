@@ -1,6 +1,8 @@
 """Starting the server: the target loaded as `ftcli generate` loads it (`load_for_generation`: a run
 dir, a recipe, the latest finished run, `base`, or any `model`), the engine, the app, and uvicorn.
 
+`--engine vllm` hands the same target to vLLM's own server instead (`vllm_server`).
+
 `serve` blocks until Ctrl-C; `running_server` starts one in a background thread (port 0 picks a free
 port) for tests and the load benchmark, and stops it cleanly on exit.
 """
@@ -8,6 +10,7 @@ port) for tests and the load benchmark, and stops it cleanly on exit.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import threading
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from ftcli.serving.auth import api_key_from
 from ftcli.serving.engine import Engine
 from ftcli.serving.requests import Limits
 from ftcli.serving.run_info import describe_run
+from ftcli.serving.vllm_server import serve_vllm
 
 ENGINES = ("transformers", "vllm")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -37,15 +41,10 @@ def _require_serve_extra() -> None:
 def _check_engine(engine: str) -> None:
     if engine not in ENGINES:
         raise UserError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
-    if engine == "vllm":
-        try:
-            import vllm  # noqa: F401
-        except ImportError:
-            raise UserError("--engine vllm needs vLLM, which is not installed here",
-                            hint="vLLM runs on CUDA GPUs: pip install vllm there, or leave out --engine") from None
-        raise UserError("--engine vllm is not wired up in this version of ftcli serve",
-                        hint="serve with the default engine (transformers), or point vLLM's own "
-                        "`vllm serve RUN/model` at the run's model folder")
+    # Found, not imported: vLLM runs in its own process (importing it here would load torch and CUDA twice).
+    if engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise UserError("--engine vllm needs vLLM, which is not installed here",
+                        hint="vLLM runs on CUDA GPUs: pip install vllm there, or leave out --engine")
 
 
 def build(target: str | Path | None = None, base: bool = False, model: str | None = None,
@@ -78,8 +77,16 @@ def _uvicorn_server(served: Served, host: str, port: int):
 def serve(target: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           base: bool = False, model: str | None = None, engine: str = "transformers", max_batch: int = 16,
           max_queue: int = 64, max_tokens: int = 1024) -> None:
-    """Serve a run's tuned model (or its base, or any model) on an OpenAI-compatible API until Ctrl-C."""
+    """Serve a run's tuned model (or its base, or any model) on an OpenAI-compatible API until Ctrl-C:
+    with ftcli's engine, or (engine "vllm") through vLLM's own server in a child process."""
     _check_engine(engine)
+    if engine == "vllm":
+        key = api_key_from(api_key)
+        if host not in LOOPBACK and key is None:
+            log(f"serving on {host} with no API key: anyone who can reach this port can use the model "
+                "(--api-key or FTCLI_API_KEY)")
+        serve_vllm(target, host=host, port=port, api_key=key, base=base, model=model, max_tokens=max_tokens)
+        return
     _require_serve_extra()
     served = build(target, base=base, model=model, api_key=api_key, max_batch=max_batch, max_queue=max_queue,
                    limits=Limits(max_tokens=max_tokens))
