@@ -37,7 +37,8 @@ def value(flag):
     return args[args.index(flag) + 1] if flag in args else None
 
 out = Path(os.environ["FAKE_VLLM_OUT"])
-record = {"argv": sys.argv, "pid": os.getpid(), "pgid": os.getpgid(0), "signal": None}
+record = {"argv": sys.argv, "pid": os.getpid(), "pgid": os.getpgid(0), "signal": None,
+          "key": os.environ.get("VLLM_API_KEY")}
 if value("--chat-template"):
     record["chat_template"] = Path(value("--chat-template")).read_text(encoding="utf-8")
 if value("--generation-config"):
@@ -106,11 +107,12 @@ def test_command_for_a_run(run, tmp_path):
     from ftcli.serving.vllm_server import prepare
 
     before = snapshot(run)
-    target, cmd = prepare(run, tmp_path / "files", host="0.0.0.0", port=8123, api_key="sk-test")
+    target, cmd, env = prepare(run, tmp_path / "files", host="0.0.0.0", port=8123, api_key="sk-test")
     assert cmd[0] == sys.executable and cmd[1:3] == ENTRY
     assert flag(cmd, "--model") == str(run / "model")
     assert flag(cmd, "--served-model-name") == "pirate" == target.model_id
-    assert (flag(cmd, "--host"), flag(cmd, "--port"), flag(cmd, "--api-key")) == ("0.0.0.0", "8123", "sk-test")
+    assert (flag(cmd, "--host"), flag(cmd, "--port"), env["VLLM_API_KEY"]) == ("0.0.0.0", "8123", "sk-test")
+    assert "--api-key" not in cmd and "sk-test" not in " ".join(cmd)  # not on a command line others can read
     assert "--tokenizer" not in cmd  # the run's model/ holds its tokenizer
     generation = Path(flag(cmd, "--generation-config"))
     config = json.loads((generation / "generation_config.json").read_text(encoding="utf-8"))
@@ -125,8 +127,9 @@ def test_command_for_a_run(run, tmp_path):
 def test_command_without_a_key(run, tmp_path):
     from ftcli.serving.vllm_server import prepare
 
-    _, cmd = prepare(run, tmp_path / "files")
-    assert "--api-key" not in cmd and (flag(cmd, "--host"), flag(cmd, "--port")) == ("127.0.0.1", "8000")
+    _, cmd, env = prepare(run, tmp_path / "files")
+    assert "VLLM_API_KEY" not in env and "--api-key" not in cmd
+    assert (flag(cmd, "--host"), flag(cmd, "--port")) == ("127.0.0.1", "8000")
 
 
 def test_system_prompt_goes_into_a_template_outside_the_run(run, tmp_path):
@@ -135,7 +138,7 @@ def test_system_prompt_goes_into_a_template_outside_the_run(run, tmp_path):
     pirate = variant(run, tmp_path / "runs", generate={"system_prompt": "You are a pirate. Say \"arr\"!",
                                                        "temperature": 0.7, "top_p": 0.9, "top_k": 20})
     before = snapshot(pirate)
-    _, cmd = prepare(pirate, tmp_path / "files", max_tokens=8)
+    _, cmd, _ = prepare(pirate, tmp_path / "files", max_tokens=8)
     template = Path(flag(cmd, "--chat-template"))
     assert pirate not in template.parents and template.parent == tmp_path / "files"
     assert 'You are a pirate. Say \\"arr\\"!' in template.read_text(encoding="utf-8")
@@ -149,10 +152,10 @@ def test_base_and_model(run, tmp_path, tiny_llama):
     from ftcli.errors import UserError
     from ftcli.serving.vllm_server import prepare
 
-    target, cmd = prepare(run, tmp_path / "base", base=True)
+    target, cmd, _ = prepare(run, tmp_path / "base", base=True)
     assert flag(cmd, "--model") == str(tiny_llama.resolve()) and flag(cmd, "--tokenizer") == str(run / "model")
     assert flag(cmd, "--served-model-name") == "pirate-base" == target.model_id
-    target, cmd = prepare(None, tmp_path / "model", model=str(tiny_llama))
+    target, cmd, _ = prepare(None, tmp_path / "model", model=str(tiny_llama))
     assert flag(cmd, "--model") == str(tiny_llama.resolve())
     assert flag(cmd, "--served-model-name") == tiny_llama.name and "--tokenizer" not in cmd
     with pytest.raises(UserError, match="cannot be combined"):
@@ -198,7 +201,7 @@ def test_chats_render_as_generate_renders_them(run, tmp_path, name):
 
     generate, data, mode = VARIANTS[name]
     copy = variant(run, tmp_path / "runs", generate=generate, data=data, mode=mode)
-    target, cmd = prepare(copy, tmp_path / "files")
+    target, cmd, _ = prepare(copy, tmp_path / "files")
     template = Path(flag(cmd, "--chat-template")).read_text(encoding="utf-8")
     tokenizer = load_tokenizer(local_model(copy / "model"))
     for conversation in CONVERSATIONS:
@@ -224,7 +227,8 @@ def test_cli_starts_vllm_with_the_run(run, fake_vllm):
     record = json.loads(fake_vllm.read_text(encoding="utf-8"))
     argv = record["argv"]
     assert flag(argv, "--model") == str(run / "model") and flag(argv, "--served-model-name") == "pirate"
-    assert (flag(argv, "--host"), flag(argv, "--port"), flag(argv, "--api-key")) == ("127.0.0.1", "8123", "sk-1")
+    assert (flag(argv, "--host"), flag(argv, "--port"), record["key"]) == ("127.0.0.1", "8123", "sk-1")
+    assert "sk-1" not in " ".join(argv)
     assert record["generation_config"]["max_new_tokens"] == 12 and "<|im_start|>" in record["chat_template"]
     assert not Path(flag(argv, "--chat-template")).exists()  # the temporary directory is gone
     assert "vLLM serves" in result.output and "page at / is the default engine's only" in result.output
@@ -237,7 +241,7 @@ def test_cli_key_from_the_environment(run, fake_vllm, monkeypatch):
     monkeypatch.setenv("FTCLI_API_KEY", "sk-env")
     result = CliRunner().invoke(app, ["serve", str(run), "--engine", "vllm"])
     assert result.exit_code == 0, result.output
-    assert flag(json.loads(fake_vllm.read_text())["argv"], "--api-key") == "sk-env"
+    assert json.loads(fake_vllm.read_text())["key"] == "sk-env"
 
 
 @pytest.mark.parametrize("status, exit_code, message", [(1, 1, "vLLM's server exited with code 1"),

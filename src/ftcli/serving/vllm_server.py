@@ -15,7 +15,8 @@ any weights here. What `ftcli generate` would do with a prompt is handed to vLLM
   has no system message (several leading system or developer messages joined into one), its
   few-shot examples as earlier turns, its tools; or, for runs prompted without a chat template, the
   plain prompt format (`Q: {prompt}\\nA:`, the prompt and a newline, ...) as a template;
-* `--seed`, `--served-model-name` (the default engine's model id), `--host`, `--port`, `--api-key`.
+* `--seed`, `--served-model-name` (the default engine's model id), `--host`, `--port`; the API key
+  as VLLM_API_KEY in vLLM's environment (on its command line, any local user could read it).
 
 The flag names are vLLM's (vllm/entrypoints/openai/cli_args.py: FrontendArgs and BaseFrontendArgs;
 vllm/config/model.py: ModelConfig; vllm/entrypoints/openai/api_server.py: its `__main__`).
@@ -262,9 +263,10 @@ def write_files(target: VllmTarget, folder: Path, max_tokens: int) -> tuple[Path
 
 # --- the command and the child process ---------------------------------------------------------------------
 
-def vllm_command(target: VllmTarget, host: str, port: int, api_key: str | None, generation_dir: Path,
+def vllm_command(target: VllmTarget, host: str, port: int, generation_dir: Path,
                  chat_template_file: Path | None, python: str | None = None) -> list[str]:
-    """The command line that starts vLLM's OpenAI-compatible server for `target`."""
+    """The command line that starts vLLM's OpenAI-compatible server for `target`. The API key is not on
+    it (any local user can read a command line): `vllm_environment` hands it over as VLLM_API_KEY."""
     cmd = [python or sys.executable, "-m", ENTRY_POINT, "--model", target.model,
            "--served-model-name", target.model_id, "--host", host, "--port", str(port),
            "--generation-config", str(generation_dir), "--seed", str(target.settings.seed)]
@@ -275,18 +277,25 @@ def vllm_command(target: VllmTarget, host: str, port: int, api_key: str | None, 
     if chat_template_file is not None:
         # Our templates treat a message's content as text, as the default engine does.
         cmd += ["--chat-template", str(chat_template_file), "--chat-template-content-format", "string"]
-    if api_key is not None:
-        cmd += ["--api-key", api_key]
     return cmd
+
+
+def vllm_environment(api_key: str | None) -> dict[str, str]:
+    """The child's environment: ours, with the key as VLLM_API_KEY (which vLLM's server reads when
+    --api-key is not given), or without one."""
+    env = {k: v for k, v in os.environ.items() if k != "VLLM_API_KEY"}
+    if api_key is not None:
+        env["VLLM_API_KEY"] = api_key
+    return env
 
 
 def prepare(target: str | Path | None, folder: Path, host: str = "127.0.0.1", port: int = 8000,
             api_key: str | None = None, base: bool = False, model: str | None = None,
-            max_tokens: int = 1024) -> tuple[VllmTarget, list[str]]:
-    """The resolved target and vLLM's command line, its files written into `folder`."""
+            max_tokens: int = 1024) -> tuple[VllmTarget, list[str], dict[str, str]]:
+    """The resolved target, vLLM's command line (its files written into `folder`) and environment."""
     resolved = resolve_target(target, base=base, model=model)
     template_file, generation_dir = write_files(resolved, folder, max_tokens)
-    return resolved, vllm_command(resolved, host, port, api_key, generation_dir, template_file)
+    return resolved, vllm_command(resolved, host, port, generation_dir, template_file), vllm_environment(api_key)
 
 
 def _describe(target: VllmTarget, max_tokens: int) -> str:
@@ -303,7 +312,7 @@ def _describe(target: VllmTarget, max_tokens: int) -> str:
     return f"chats rendered with {prompts}; defaults: {decoding}, max_tokens {min(s.max_new_tokens, max_tokens)}"
 
 
-def _run_child(cmd: list[str]) -> tuple[int, bool]:
+def _run_child(cmd: list[str], env: dict[str, str]) -> tuple[int, bool]:
     """Run vLLM until it exits; Ctrl-C, SIGTERM and SIGHUP are passed on to it. (exit status, stopped by us)."""
     state: dict = {"proc": None, "asked": False, "at": 0.0, "sent": None, "killed": False}
 
@@ -328,7 +337,7 @@ def _run_child(cmd: list[str]) -> tuple[int, bool]:
     try:
         # Its own process group: a Ctrl-C in the terminal reaches ftcli, which passes it on once (a second
         # SIGINT would make vLLM's uvicorn skip its graceful shutdown), and a kill takes vLLM's workers too.
-        state["proc"] = proc = subprocess.Popen(cmd, start_new_session=True)
+        state["proc"] = proc = subprocess.Popen(cmd, env=env, start_new_session=True)
         if state["asked"]:
             signal_group(state["sent"])
         while True:
@@ -368,15 +377,15 @@ def serve_vllm(target: str | Path | None = None, host: str = "127.0.0.1", port: 
                max_tokens: int = 1024) -> None:
     """Serve the target through vLLM's OpenAI-compatible server in a child process until it stops."""
     with tempfile.TemporaryDirectory(prefix="ftcli-vllm-") as folder:
-        resolved, cmd = prepare(target, Path(folder), host=host, port=port, api_key=api_key, base=base,
+        resolved, cmd, env = prepare(target, Path(folder), host=host, port=port, api_key=api_key, base=base,
                                 model=model, max_tokens=max_tokens)
         log(f"vLLM serves {resolved.model} as {resolved.model_id!r} on http://{host}:{port}/v1 (OpenAI API; "
             f"{_describe(resolved, max_tokens)}; generate.stop is not applied unless a request sends stop)")
         log("the chat page at / is the default engine's only: vLLM serves the API; its /v1/completions continues "
             "the prompt as sent, its /v1/chat/completions renders chats as `ftcli generate` does")
         if api_key is not None:
-            log("vLLM's --api-key guards /v1 only: keep its other routes (e.g. /invocations) off untrusted networks")
-        code, stopped = _run_child(cmd)
+            log("vLLM's API key guards /v1 only: keep its other routes (e.g. /invocations) off untrusted networks")
+        code, stopped = _run_child(cmd, env)
     if stopped:
         log("vLLM's server stopped")
         return
