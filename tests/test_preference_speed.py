@@ -24,7 +24,8 @@ def _fused_log_probs(model, batch, labels):
 def test_on_cpu_the_fused_head_projects_only_scored_positions_with_the_same_log_probs(tiny_llama, monkeypatch):
     from transformers import AutoModelForCausalLM
 
-    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # restored after the test
+    # TRL's own choice, even where an earlier test's trainer has put ftcli's in its place; restored after
+    monkeypatch.setattr(trl_utils, "_use_triton", getattr(trl_utils._use_triton, "trls", trl_utils._use_triton))
     model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
     trl_utils.add_fused_lm_head(model)
     torch.manual_seed(0)
@@ -55,6 +56,8 @@ def test_on_cpu_the_fused_head_projects_only_scored_positions_with_the_same_log_
 def test_the_reference_pass_runs_with_adapters_disabled_not_trls_copy(workdir, tiny_llama, monkeypatch):
     from transformers import AutoModelForCausalLM
     from trl import DPOTrainer
+
+    monkeypatch.setenv("FTCLI_CACHE_DIR", str(workdir / "cache"))  # no reference scores cached by other tests
 
     starting_model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
     adapters, gaps = [], []

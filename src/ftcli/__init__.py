@@ -6,8 +6,14 @@ datasets) load only when one of these is called, so importing ftcli stays fast.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+# bitsandbytes (imported by peft wherever it is installed) warns at import, on CPUs with AVX512-BF16, that
+# its optional Hub-downloaded `kernels` package is missing: advice for an online install that offline
+# runs cannot take, printed before every command's own output. Its real errors still show.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 if TYPE_CHECKING:
     from ftcli.recipe import Recipe

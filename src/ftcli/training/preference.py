@@ -65,7 +65,7 @@ def _fused_head_on_scored_positions_only() -> None:
     def compact(device) -> bool:
         return device.type == "cpu" or scored_only(device)
 
-    compact.ftcli = True
+    compact.ftcli, compact.trls = True, scored_only
     utils._use_triton = compact
 
 
