@@ -268,7 +268,7 @@ def test_a_client_killed_mid_stream_does_not_stop_the_others(run):
             sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
             received = b""
-            while b"data:" not in received:  # the stream has started (its first chunk, the role)
+            while received.count(b"data:") < 2:  # the answer is being generated (a chunk after the role's)
                 more = sock.recv(4096)
                 assert more, received
                 received += more
@@ -282,12 +282,15 @@ def test_a_client_killed_mid_stream_does_not_stop_the_others(run):
                 t.join(60)
             assert len(results) == 4
             assert sorted(results) == sorted(library_answers(served, QUESTIONS[:4], max_new_tokens=30))
-            for _ in range(200):  # the dropped row is noticed at the next step of its batch
-                if served.engine.load()["cancelled"]:
+            # Whether the dead stream's row is dropped early depends on the server noticing the closed
+            # socket (README: not reliably, under uvicorn's h11); either way it ends, and the server serves on.
+            for _ in range(400):
+                if http("GET", f"{url}/health", key=None)[1]["running"] == 0:
                     break
                 time.sleep(0.05)
-            assert served.engine.load()["cancelled"] == 1
             assert http("GET", f"{url}/health", key=None)[1]["running"] == 0
+            after = chat(client, served, QUESTIONS[0], max_tokens=30).choices[0].message.content
+            assert after == library_answers(served, QUESTIONS[:1], max_new_tokens=30)[0]
     finally:
         slow.remove()
         served.engine.close()

@@ -126,6 +126,8 @@ class Engine:
             else:
                 kept.append(job)
         self._waiting.extendleft(reversed(kept))
+        gone = [j for j in batch if j.cancelled]  # left while waiting: counted as rows dropped, never run
+        self.stats["cancelled"] += sum(len(j.rows) for j in gone)
         return [j for j in batch if not j.cancelled]
 
     def _gather(self) -> None:
