@@ -17,8 +17,10 @@ QUESTIONS = ["What is the capital of Peru?", "Hi", "Tell me about the sea and th
              "Count to three.", "Where is the treasure?"]
 
 
-def make_run(root: Path, tiny_llama: Path) -> Path:
-    """A tiny chat model fine-tuned (fully, 30 steps) on pirate answers, evaluated on 8 examples."""
+def make_run(root: Path, tiny_llama: Path, name: str = "pirate", steps: int = 30, logging_steps: int = 5,
+             evaluate: bool = True) -> Path:
+    """A tiny chat model fine-tuned (fully, `steps` steps) on pirate answers, evaluated on 8 examples
+    unless `evaluate` is False (the generate tests use it too)."""
     from ftcli.cli import app
 
     data = write_jsonl(root / "train.jsonl", repo_rows("pirate", 80))
@@ -26,16 +28,18 @@ def make_run(root: Path, tiny_llama: Path) -> Path:
         "task": "causal-lm",
         "model": {"name_or_path": str(tiny_llama)},
         "data": {"train": str(data), "eval_fraction": 0.2, "max_length": 96},
-        "train": {"output_dir": str(root / "runs" / "pirate"), "max_steps": 30, "batch_size": 8,
-                  "learning_rate": 5e-3, "logging_steps": 5},
+        "train": {"output_dir": str(root / "runs" / name), "max_steps": steps, "batch_size": 8,
+                  "learning_rate": 5e-3, "logging_steps": logging_steps},
         "generate": {"max_new_tokens": 12},
     }
     (root / "sft.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
     runner = CliRunner()
-    for args in (["finetune", str(root / "sft.yaml")], ["eval", str(root / "runs" / "pirate"), "--limit", "8"]):
+    commands = [["finetune", str(root / "sft.yaml")]] + ([["eval", str(root / "runs" / name), "--limit", "8"]]
+                                                          if evaluate else [])
+    for args in commands:
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
-    return root / "runs" / "pirate"
+    return root / "runs" / name
 
 
 def snapshot(folder: Path) -> dict:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import repo_rows, write_jsonl
+from conftest import write_jsonl
 from ftcli.cli import app
 from ftcli.recipe import GenerateSection
 
@@ -35,19 +35,10 @@ def ok(*args: str, input: str | None = None) -> str:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_llama) -> Path:
     """A tiny chat model fine-tuned (fully, 40 steps) on pirate answers, made once for the module."""
-    root = tmp_path_factory.mktemp("gen")
-    data = write_jsonl(root / "train.jsonl", repo_rows("pirate", 80))
-    recipe = {
-        "task": "causal-lm",
-        "model": {"name_or_path": str(tiny_llama)},
-        "data": {"train": str(data), "eval_fraction": 0.2, "max_length": 96},
-        "train": {"output_dir": str(root / "runs" / "sft"), "max_steps": 40, "batch_size": 8,
-                  "learning_rate": 5e-3, "logging_steps": 10},
-        "generate": {"max_new_tokens": 12},
-    }
-    (root / "sft.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
-    ok("finetune", root / "sft.yaml")
-    return root / "runs" / "sft"
+    from serve_fixtures import make_run
+
+    return make_run(tmp_path_factory.mktemp("gen"), tiny_llama, name="sft", steps=40, logging_steps=10,
+                    evaluate=False)
 
 
 @pytest.fixture(scope="module")
