@@ -27,7 +27,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev,track,quant,preference,serve]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,track,quant,preference,serve,sweep,harness]'
 	@! $(BIN)/python -m pip list 2>/dev/null | grep -Ei '^torch(vision|audio) ' || \
 		{ echo "torchvision/torchaudio got installed: they break the CPU torch build"; exit 1; }
 	touch $@

@@ -1,126 +1,19 @@
-"""The `ftcli` command line: thin commands over the library, and errors turned into exit codes.
-
-Exit codes: 0 ok; 2 user error (recipe, data, arguments, model path); 1 internal error;
-3 training failed; 130 interrupted. FTCLI_DEBUG=1 shows tracebacks.
-No heavy imports at module level: `ftcli --help` must stay fast.
-"""
+"""Commands that use a finished run or a model: eval, generate, serve, export, import-gguf."""
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from ftcli.cli.base import app, guarded
 from ftcli.cli_args import (ExportAdapterOption, ExportBaseModelOption, ExportGgufOption, ExportGgufTypeOption,
                             ExportLicenseOption, ExportMergedOption, ExportOverwriteOption, ExportPrivateOption,
                             ExportPushToHubOption, ExportRunArg, ExportToOption, GenFileOption, GenModelOption,
-                            GenOutputOption, GenPromptArg, GenStopOption, PlanJsonOption, PlanProbeOption,
-                            RecipeArg, SetOption,
-                            check_generate_arguments, export_kind)
-
-app = typer.Typer(
-    name="ftcli",
-    help="Fine-tune Hugging Face models from one YAML recipe: finetune → eval → generate.",
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    # Plain help text: rendering it with rich costs ~0.15 s of imports on every `--help`.
-    rich_markup_mode=None,
-)
-
-
-
-def _version(value: bool) -> None:
-    if value:
-        from ftcli import __version__
-
-        typer.echo(f"ftcli {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                help="Show the version and exit.")] = False) -> None:
-    """Fine-tune Hugging Face models from one YAML recipe: finetune → eval → generate."""
-
-
-def _debug() -> bool:
-    return os.environ.get("FTCLI_DEBUG", "") not in ("", "0")
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))  # set by torchrun / accelerate launch
-
-
-def _fail(message: str, code: int, reported: bool = False) -> None:
-    # Under a launcher, an error rank 0 raised reaches every rank; rank 0 has said it already.
-    if not reported:
-        where = f"[rank {_rank()}] " if _rank() else ""
-        typer.echo(f"{where}{'stopped' if code == 130 else 'error'}: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def guarded(command):
-    """Run a command, mapping our errors to short messages and exit codes."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from ftcli.errors import FtcliError
-
-        try:
-            return command(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except FtcliError as exc:
-            if _debug():
-                raise
-            _fail(exc.render(), exc.exit_code, getattr(exc, "reported_by_rank0", False))
-        except KeyboardInterrupt:
-            typer.echo("\ninterrupted", err=True)
-            raise typer.Exit(130)
-        except Exception as exc:  # a bug: say so briefly, keep the traceback one variable away
-            if _debug():
-                raise
-            _fail(f"internal error: {type(exc).__name__}: {exc}\n"
-                  "(set FTCLI_DEBUG=1 for the traceback, and please report it)", 1)
-
-    return wrapper
-
-
-@app.command()
-@guarded
-def finetune(
-    recipe: RecipeArg,
-    set_: SetOption = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in output_dir.")] = False,
-    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Train in N processes on this machine (DDP "
-                                       "through torch's elastic launcher; gloo on CPU).")] = 1,
-):
-    """Fine-tune a model as RECIPE says; writes the run directory (train.output_dir)."""
-    import ftcli
-
-    loaded = ftcli.load_recipe(recipe, set_)  # a bad recipe fails here, before any process starts
-    if nproc > 1:
-        from ftcli.training.distributed import launch_finetune
-
-        code = launch_finetune(nproc, recipe, set_ or [], overwrite)
-        if code:
-            raise typer.Exit(code)
-        return
-    run_dir = ftcli.finetune(loaded, overwrite=overwrite)
-    if _rank():
-        return
-    typer.echo(f"run finished: {run_dir}")
-    hints = [f"ftcli eval {run_dir}"]
-    if loaded.task in ("causal-lm", "seq2seq"):
-        hints.append(f'ftcli generate "..." --run {run_dir}')
-    typer.echo("next:\n" + "\n".join(f"  {h}" for h in hints), err=True)
+                            GenOutputOption, GenPromptArg, GenStopOption, check_generate_arguments, export_kind)
 
 
 @app.command("eval")
@@ -247,54 +140,6 @@ def serve(
 
 @app.command()
 @guarded
-def validate(recipe: RecipeArg, set_: SetOption = None):
-    """Check a recipe, its data and its model path without training."""
-    import ftcli
-    from ftcli.training.preflight import validation_text
-
-    typer.echo(validation_text(recipe, ftcli.validate(ftcli.load_recipe(recipe, set_))))
-
-
-@app.command()
-@guarded
-def plan(recipe: RecipeArg, set_: SetOption = None, as_json: PlanJsonOption = False, probe: PlanProbeOption = 0):
-    """Before training: parameters, tokens, steps and the peak memory by part; whether it fits this
-    machine, what to change when not, and (--probe N) how long it takes."""
-    import ftcli
-    from ftcli.training.plan_report import render
-
-    result = ftcli.plan(ftcli.load_recipe(recipe, set_), probe=probe)
-    typer.echo(json.dumps(result.as_json()) if as_json else render(result, recipe))
-
-
-data_app = typer.Typer(help="Look at a recipe's data before training.", no_args_is_help=True, rich_markup_mode=None)
-app.add_typer(data_app, name="data")
-
-
-@data_app.command("preview")
-@guarded
-def data_preview(
-    recipe: RecipeArg,
-    set_: SetOption = None,
-    n: Annotated[int, typer.Option("-n", "--examples", min=0, help="Examples to show.")] = 3,
-):
-    """Show formatted, tokenized training examples (loss-ignored text marked) and their lengths."""
-    import ftcli
-    from ftcli.data.preview import render
-
-    typer.echo(render(ftcli.preview_data(ftcli.load_recipe(recipe, set_), n)))
-
-
-@app.command()
-def schema():
-    """Print every recipe key with its default and meaning (commented YAML)."""
-    from ftcli.recipe.reference import reference_yaml
-
-    typer.echo(reference_yaml(), nl=False)
-
-
-@app.command()
-@guarded
 def export(
     run: ExportRunArg,
     merged: ExportMergedOption = False,
@@ -332,18 +177,3 @@ def import_gguf(
     from ftcli.modeling.load import import_gguf as convert
 
     typer.echo(f"converted: {convert(gguf_file, out_dir)}")
-
-
-def main() -> None:
-    if not _debug():
-        # Our own messages say what happened; library notices (load reports, deprecations) are
-        # noise to a CLI user. FTCLI_DEBUG=1 shows everything.
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # per-file load bars; training keeps its bar
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-    app(prog_name="ftcli")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

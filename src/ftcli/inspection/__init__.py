@@ -1,0 +1,1 @@
+"""Looking inside a model: attention weights for a text (`ftcli attention`)."""
