@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from ftcli.cli import app
 from ftcli.errors import RecipeError, UserError
 
-COMMANDS = ["finetune", "eval", "generate", "validate", "import-gguf"]
+COMMANDS = ["finetune", "eval", "generate", "validate", "import-gguf", "schema", "init", "recipes"]
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ import typer
 app = typer.Typer(
     name="ftcli",
     help="Fine-tune Hugging Face models from one YAML recipe: finetune → eval → generate.",
-    add_completion=False,
+    # --install-completion / --show-completion: Typer's shell completion (bash, zsh, fish, PowerShell).
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     # Plain help text: rendering it with rich costs ~0.15 s of imports on every `--help`.

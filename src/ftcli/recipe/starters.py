@@ -1,0 +1,160 @@
+"""`ftcli init TASK`: a commented starter recipe for each task, valid as written.
+
+Each starter names the repo's own example data and, where one exists, the example model `make models`
+fetches, so `ftcli init causal-lm -o r.yaml && ftcli finetune r.yaml` runs offline from a checkout.
+Only the keys a user is likely to change are written; `ftcli schema` lists the rest. A test loads every
+starter with the strict recipe loader, so none can drift out of the schema.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ftcli.errors import UserError, suggest
+
+# The model each starter names when --model is not given: the example models of `make models` where
+# one fits the task; seq2seq has none on PyPI, so the Hub's t5-small (users have internet).
+_DEFAULT_MODELS = {
+    "causal-lm": "models/smollm2-135m-instruct",
+    "dpo": "models/smollm2-135m-instruct",
+    "sequence-classification": "models/all-minilm-l6-v2",
+    "masked-lm": "models/all-minilm-l6-v2",
+    "seq2seq": "google-t5/t5-small",
+    "reward-model": "models/smollm2-135m-instruct",
+}
+
+_HEAD = """\
+# yaml-language-server: $schema=ftcli.schema.json
+# (editors check this file against that schema; write it once with: ftcli schema --json > ftcli.schema.json)
+# {title}
+# Starter written by `ftcli init {name}`. Every key and its default: `ftcli schema`.
+#   ftcli validate {{this file}} && ftcli finetune {{this file}} && ftcli eval
+"""
+
+_LORA = """\
+lora:                          # absent → a full fine-tune
+  r: 8
+  alpha: 16
+  target_modules: all-linear
+"""
+
+_STARTERS = {
+    "causal-lm": ("Supervised fine-tuning (SFT) of a causal LM with LoRA: the loss is on the responses only.", """\
+task: causal-lm
+model:
+  name_or_path: {model}
+data:
+  train: data/pirate/train.jsonl   # prompt/response, alpaca, chat messages or plain text rows
+  eval_fraction: 0.1               # held out for eval when data.eval is absent
+  max_length: 256                  # longer examples are truncated
+""" + _LORA + """\
+train:
+  output_dir: runs/causal-lm
+  epochs: 1
+  batch_size: 8
+  learning_rate: 1.0e-4
+  logging_steps: 10
+generate:
+  max_new_tokens: 64               # `ftcli generate` defaults
+"""),
+    "dpo": ("Preference tuning (DPO) with LoRA on chosen/rejected pairs.", """\
+task: causal-lm
+model:
+  name_or_path: {model}
+data:
+  train: data/pirate-preferences/train.jsonl   # {{"prompt", "chosen", "rejected"}} rows
+  eval_fraction: 0.1
+  max_length: 256
+""" + _LORA + """\
+preference:
+  method: dpo                      # dpo | ipo | kto | orpo | simpo
+  beta: 0.1                        # how far the tuned model may move from the reference
+train:
+  output_dir: runs/dpo
+  epochs: 1
+  batch_size: 4
+  learning_rate: 5.0e-5
+  logging_steps: 10
+"""),
+    "sequence-classification": ("Text classification: a new classification head on a pretrained encoder.", """\
+task: sequence-classification
+model:
+  name_or_path: {model}
+data:
+  train: data/reviews/train.jsonl  # {{"text": ..., "label": ...}} rows; labels may be strings
+  text_field: text
+  label_field: label
+  eval_fraction: 0.2
+  max_length: 128
+train:
+  output_dir: runs/sequence-classification
+  epochs: 3
+  batch_size: 16
+  learning_rate: 5.0e-5
+  logging_steps: 10
+eval:
+  metrics: [accuracy, f1]
+"""),
+    "masked-lm": ("Masked-language-model training (BERT-style) on plain text.", """\
+task: masked-lm
+model:
+  name_or_path: {model}
+data:
+  train: data/stories/train.txt    # a .txt file is one example per line
+  mlm_probability: 0.15            # share of tokens masked
+  eval_fraction: 0.1
+  max_length: 128
+train:
+  output_dir: runs/masked-lm
+  epochs: 1
+  batch_size: 16
+  learning_rate: 5.0e-5
+  logging_steps: 10
+"""),
+    "seq2seq": ("Sequence-to-sequence fine-tuning (T5, BART, Marian...): source → target.", """\
+task: seq2seq
+model:
+  name_or_path: {model}            # a Hub id needs internet; or --model a local directory
+data:
+  train: data/pirate/train.jsonl   # prompt → source text, response → target text
+  prompt_field: prompt
+  response_field: response
+  source_prefix: ''                # e.g. 'translate English to German: '
+  eval_fraction: 0.1
+  max_length: 128
+train:
+  output_dir: runs/seq2seq
+  epochs: 1
+  batch_size: 8
+  learning_rate: 3.0e-4
+  logging_steps: 10
+"""),
+    "reward-model": ("A reward model: one score per reply, trained on chosen/rejected pairs (TRL's RewardTrainer).", """\
+task: reward-model
+model:
+  name_or_path: {model}
+data:
+  train: data/pirate-preferences/train.jsonl   # {{"prompt", "chosen", "rejected"}} rows
+  eval_fraction: 0.1
+  max_length: 256
+""" + _LORA + """\
+train:
+  output_dir: runs/reward-model
+  epochs: 1
+  batch_size: 4
+  learning_rate: 5.0e-5
+  logging_steps: 10
+"""),
+}
+
+STARTERS = tuple(_STARTERS)
+
+
+def starter_recipe(name: str, model: str | None = None) -> str:
+    """The commented starter recipe for a task (or `dpo`), naming `model` when given."""
+    if name not in _STARTERS:
+        raise UserError(f"no starter for '{name}'{suggest(name, STARTERS)}; choose one of {', '.join(STARTERS)}")
+    title, body = _STARTERS[name]
+    # JSON is YAML: a quoted string is safe for any path (spaces, colons, '#').
+    chosen = json.dumps(model) if model else _DEFAULT_MODELS[name]
+    return _HEAD.format(title=title, name=name) + body.format(model=chosen)
