@@ -40,11 +40,13 @@ def finetune(recipe: "Recipe | str | Path", overwrite: bool = False) -> Path:
     return _finetune(_as_recipe(recipe), overwrite=overwrite)
 
 
-def evaluate(target: str | Path | None = None, base: bool = True, limit: int | None = None) -> dict:
-    """Metrics of a run's tuned model and its base model on the run's eval data."""
+def evaluate(target: str | Path | None = None, base: bool = True, limit: int | None = None,
+             harness: list[str] | str | None = None, **harness_options) -> dict:
+    """Metrics of a run's tuned model and its base model on the run's eval data (and on lm-evaluation-harness
+    tasks: `harness=["data/harness/pirate-choice.yaml"]`, with `harness_include`, `harness_chat_template`)."""
     from ftcli.evaluation.evaluate import evaluate_run
 
-    return evaluate_run(target, base=base, limit=limit)
+    return evaluate_run(target, base=base, limit=limit, harness=harness, **harness_options)
 
 
 def generate(prompt: str, target: str | Path | None = None, **options) -> str:

@@ -27,6 +27,16 @@ def eval_(
     compare: Annotated[Optional[list[str]], typer.Option(
         "--compare", help="Runs to show in one table (repeatable; uses each run's saved eval results).",
         show_default=False)] = None,
+    harness: Annotated[Optional[list[str]], typer.Option(
+        "--harness", help="lm-evaluation-harness tasks to run on both models too: names (hellaswag, needs the "
+        "Hub) or task YAML files, comma-separated or repeated; needs `pip install 'ftcli[harness]'`.",
+        show_default=False)] = None,
+    harness_include: Annotated[Optional[list[str]], typer.Option(
+        "--harness-include", help="A folder of your own lm-eval task YAML files, so --harness finds them by "
+        "name (repeatable).", show_default=False)] = None,
+    harness_chat_template: Annotated[Optional[bool], typer.Option(
+        "--harness-chat-template/--harness-no-chat-template", help="Put harness prompts through the chat "
+        "template (default: when the model has one, as ftcli prompts it).", show_default=False)] = None,
 ):
     """Metrics for the tuned model and its base model on the run's eval data."""
     import ftcli
@@ -39,9 +49,10 @@ def eval_(
         typer.echo(json.dumps([{k: r[k] for k in ("run", "tuned", "base") if k in r} for r in found])
                    if as_json else reports.compare_table(found))
         return
-    results = ftcli.evaluate(target, base=not no_base, limit=limit)
+    results = ftcli.evaluate(target, base=not no_base, limit=limit, harness=harness,
+                             harness_include=harness_include, harness_chat_template=harness_chat_template)
     if as_json:
-        typer.echo(json.dumps({k: results[k] for k in ("run", "tuned", "base") if k in results}))
+        typer.echo(json.dumps({k: results[k] for k in ("run", "tuned", "base", "stderr") if k in results}))
         return
     typer.echo(reports.results_text(results))
 

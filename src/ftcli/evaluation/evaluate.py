@@ -26,11 +26,21 @@ def _untrained(recipe: Recipe) -> str:
     return f"untrained {recipe.model.from_config['architecture']} from model.from_config (seed {recipe.train.seed})"
 
 
-def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int | None = None) -> dict:
+def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int | None = None,
+                 harness: list[str] | str | None = None, harness_include: list[str] | None = None,
+                 harness_chat_template: bool | None = None) -> dict:
     """Evaluate a run's tuned model (and its base model) on the run's eval data; save and return
-    `{"run", "tuned", "base", ...}` (with per-class details and a confusion matrix for classifiers)."""
+    `{"run", "tuned", "base", ...}` (with per-class details and a confusion matrix for classifiers).
+    `harness`: lm-evaluation-harness tasks (names or YAML files) run on both models too, their metrics
+    merged in as `harness/<task>/<metric>` (`evaluation.harness`)."""
     run_dir = resolve_run(target)
     recipe = load_run_recipe(run_dir)
+    tasks = None
+    if harness:  # checked before any model loads: an unknown task fails in seconds
+        from ftcli.evaluation import harness as lm_harness
+
+        tasks = lm_harness.prepare(recipe.task, lm_harness.split_tasks(harness), harness_include,
+                                   harness_chat_template)
     splits = load_splits(recipe)
     rows = splits.eval[:limit] if limit else splits.eval
     if not rows:
@@ -70,6 +80,9 @@ def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int
                    base_model=recipe.model.name_or_path or _untrained(recipe), versions=package_versions(("ftcli", "transformers", "evaluate", "scikit-learn", "sacrebleu", "rouge-score")), tuned_details=tuned_details)
     if base:
         results["base_details"] = base_details
+    if tasks is not None:
+        _merge(results, lm_harness.evaluate_pair(tasks, recipe, tuned, recipe.model if base else None,
+                                                 tokenizer, limit))
     if "confusion_matrix" in tuned_details:
         png = confusion_png(tuned_details["confusion_matrix"], tuned_details["labels"],
                             run_dir / "confusion_matrix.png", f"{run_dir.name} (tuned)")
@@ -78,6 +91,15 @@ def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int
 
     refresh_run_cards(run_dir, log)  # the model card's metrics now include these results
     return results
+
+
+def _merge(results: dict, extra: dict) -> None:
+    """Harness metrics join ftcli's own in one table; their standard errors and settings sit beside."""
+    for side in ("tuned", "base"):
+        if side in extra:
+            results[side].update(extra[side])
+    results.setdefault("stderr", {}).update(extra["stderr"])
+    results["harness"] = extra["harness"]
 
 
 def compare_runs(targets: list[str]) -> list[dict]:

@@ -18,6 +18,13 @@ def _number(value) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
 
 
+def _with_stderr(results: dict, side: str, name: str) -> str:
+    """A value, and its standard error where one was measured (lm-evaluation-harness metrics)."""
+    value = results.get(side, {}).get(name)
+    error = results.get("stderr", {}).get(side, {}).get(name)
+    return _number(value) + (f" ± {error:.4f}" if error is not None and value is not None else "")
+
+
 def metrics_table(results: dict) -> str:
     """Base, tuned and the change, one metric a row."""
     tuned, base = results["tuned"], results.get("base")
@@ -26,9 +33,10 @@ def metrics_table(results: dict) -> str:
     for name, value in tuned.items():
         row = [name]
         if base:
-            row += [_number(base.get(name)), _number(value), f"{value - base[name]:+.4f}" if name in base else "-"]
+            row += [_with_stderr(results, "base", name), _with_stderr(results, "tuned", name),
+                    f"{value - base[name]:+.4f}" if name in base else "-"]
         else:
-            row.append(_number(value))
+            row.append(_with_stderr(results, "tuned", name))
         rows.append(row)
     return f"{results['run']}  ({results.get('examples', '?')} eval examples)\n{table(header, rows)}"
 
