@@ -5,20 +5,15 @@ tests/artifacts/serve-page.png)."""
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
 
+from browser import require_chromium
 from serve_fixtures import keep_artifact, run  # noqa: F401 - run is a fixture
 
 pytest.importorskip("fastapi")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the dev extra)")
-
-
-def chromium_binary() -> str | None:
-    return next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
-                 if shutil.which(name)), None)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +29,7 @@ def url(run):
 def test_the_page_chats_with_the_model_in_headless_chromium(url, tmp_path):
     from ftcli.generation.batched import generate_texts
 
-    binary = chromium_binary()
-    if binary is None:
-        pytest.skip("no Chromium binary found (Debian: apt-get install chromium; .ci/run installs it)")
+    binary = require_chromium()
     base_url, served = url
     question = "Where is the treasure?"
     m, tok, settings, chat, mode = served.loaded

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from ftcli.recipe import Recipe
 
 __version__ = "0.1.0"
-__all__ = ["finetune", "evaluate", "generate", "validate", "plan", "preview_data", "load_recipe", "export"]
+__all__ = ["finetune", "evaluate", "generate", "validate", "plan", "preview_data", "load_recipe", "export",
+           "report"]
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> "Recipe":
@@ -87,3 +88,15 @@ def export(run: str | Path, to: str | Path | None = None, kind: str = "merged", 
     from ftcli.exporting.export import export as _export
 
     return _export(run, to, kind, **options)
+
+
+def report(*runs: str | Path, out: str | Path | None = None) -> Path:
+    """One run: rebuild its report.html and loss.png (returns the page). Several: one comparison page
+    (loss curves overlaid, differing recipe keys, final metrics) at `out` (default ./report-compare.html)."""
+    from ftcli.reporting.report import compare_report, write_report
+
+    if not runs:
+        from ftcli.errors import UserError
+
+        raise UserError("name a run directory to report on")
+    return write_report(runs[0]) if len(runs) == 1 else compare_report(list(runs), out)

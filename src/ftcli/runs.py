@@ -15,6 +15,9 @@ ADAPTER_DIR = "adapter"  # the LoRA adapter alone
 RECIPE_FILE = "recipe.yaml"  # the resolved recipe the run used
 TRAIN_RESULTS = "train_results.json"
 EVAL_RESULTS = "eval_results.json"
+HISTORY = "history.json"  # Trainer's log history (loss, learning rate, tokens seen per logged step)
+REPORT_HTML = "report.html"  # the run report (`ftcli.reporting`), one self-contained page
+LOSS_PNG = "loss.png"  # the report's loss curves, as a file of its own
 LOGS_DIR = "logs"  # TensorBoard event files (train.report_to)
 # In checkpoint-N: written before Trainer saves into it, then replaced once every file is on disk
 # (`ftcli.training.checkpoints`). A checkpoint-N with neither is not ours.
@@ -87,7 +90,8 @@ def clear_run(run_dir: Path) -> None:
     """Remove what a previous run wrote (for --overwrite), leaving any unrelated files alone (checkpoints
     without ftcli's marker included)."""
     for child in run_dir.iterdir() if run_dir.is_dir() else []:
-        ours = child.name in {MODEL_DIR, ADAPTER_DIR, RECIPE_FILE, TRAIN_RESULTS, EVAL_RESULTS, LOGS_DIR, "runs"} \
+        ours = child.name in {MODEL_DIR, ADAPTER_DIR, RECIPE_FILE, TRAIN_RESULTS, EVAL_RESULTS, LOGS_DIR, "runs",
+                              HISTORY, REPORT_HTML, LOSS_PNG} \
             or is_our_checkpoint(child) or child.name.startswith((f".{MODEL_DIR}", f".{ADAPTER_DIR}", ".checkpoint-"))
         if ours:
             shutil.rmtree(child) if child.is_dir() else child.unlink()

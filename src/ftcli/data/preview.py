@@ -82,11 +82,12 @@ def describe(recipe, splits, tokenizer, label2id: dict | None, train_set, n: int
     return DataPreview(
         task=recipe.task, mode=mode, format=splits.format, train_rows=len(splits.train), eval_rows=len(splits.eval),
         examples=[_example(e, tokenizer, mode, id2label) for e in train_set.examples[:n]],
-        lengths=[_length(e) for e in train_set.examples], max_length=recipe.data.max_length,
+        lengths=[example_length(e) for e in train_set.examples], max_length=recipe.data.max_length,
         truncated=train_set.truncated, cleaning=splits.cleaning or {})
 
 
-def _length(example: dict) -> int:
+def example_length(example: dict) -> int:
+    """Tokens in a tokenized training example (a preference pair: its prompt and longer reply)."""
     if "prompt_ids" in example:  # a pair: its prompt and longer reply
         return preference_example_length(example)
     return len(example["input_ids"])

@@ -19,6 +19,7 @@ from ftcli.modeling import quantization
 from ftcli.modeling.load import load_tokenizer, local_model
 from ftcli.progress import log
 from ftcli.recipe import Recipe, load_run_recipe, resolve_run
+from ftcli.reporting.report import refresh_report
 from ftcli.versions import package_versions
 
 
@@ -90,6 +91,7 @@ def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int
     write_json(run_dir / runs.EVAL_RESULTS, results)
 
     refresh_run_cards(run_dir, log)  # the model card's metrics now include these results
+    refresh_report(run_dir, log)  # report.html gains the base-vs-tuned table
     return results
 
 

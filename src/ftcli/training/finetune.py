@@ -27,6 +27,7 @@ from ftcli.modeling.quantization import record as record_quantization
 from ftcli.modeling.save import save_final_model
 from ftcli.progress import log
 from ftcli.recipe import Recipe, save_recipe
+from ftcli.reporting.report import refresh_report
 from ftcli.training import architectures, distributed, preference, reward, tracking
 from ftcli.training.arguments import picks_best_model, training_arguments, training_eval
 from ftcli.training.callbacks import GuardCallback, StopSignals
@@ -34,6 +35,7 @@ from ftcli.training.display import TrainingDisplay
 from ftcli.training.final_model import save_sharded_final_model
 from ftcli.training.preflight import PreparedData, prepare_data
 from ftcli.training.resume import resume_point
+from ftcli.training.run_record import run_record, write_history
 from ftcli.training.memory_estimate import parameter_counts
 from ftcli.training.run_estimate import peak_record, planned_peak
 from ftcli.training.trainer import FtcliTrainer
@@ -246,9 +248,11 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
         distributed.finish()  # rank 0 writes the results; the others are done
         return run_dir
     metrics = {**_results(recipe, data, trainer, result, resume), **trained_in,
-               **peak_record(planned, precision.device, log)}
+               **peak_record(planned, precision.device, log), **run_record(data.train_set, precision.device)}
+    write_history(trainer, run_dir)  # before train_results.json: a finished run always has its curves
     write_json(run_dir / runs.TRAIN_RESULTS, metrics)
     refresh_run_cards(run_dir, log)  # model/README.md (and adapter/README.md): the model card
+    refresh_report(run_dir, log)  # report.html and loss.png; a warning, never a lost run, if it fails
     log(f"done: train_loss {metrics.get('train_loss', float('nan')):.4f} in {metrics.get('train_runtime', 0):.1f}s;"
         f" model saved to {run_dir / runs.MODEL_DIR}")
     distributed.finish()
