@@ -41,10 +41,13 @@ def split_tasks(values: list[str] | str | None) -> list[str]:
 def _lm_eval():
     try:
         import lm_eval
-        from lm_eval.tasks import TaskManager  # noqa: F401  (the API we use; missing in very old releases)
+        from lm_eval.tasks import TaskManager
     except ImportError as exc:
         raise UserError(f"--harness needs EleutherAI's lm-evaluation-harness, which is not installed "
                         f"({first_line(exc)})", hint=INSTALL_HINT) from None
+    if not hasattr(TaskManager, "load"):  # the task index that also loads YAML paths came in later 0.4 releases
+        raise UserError(f"--harness needs a newer lm-evaluation-harness than {getattr(lm_eval, '__version__', '?')}",
+                        hint="pip install -U 'lm-eval<0.5' (ftcli is tested with 0.4.13)")
     return lm_eval
 
 
