@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 __all__ = ["finetune", "evaluate", "generate", "validate", "plan", "preview_data", "load_recipe", "export",
-           "report"]
+           "report", "attention"]
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> "Recipe":
@@ -55,6 +55,17 @@ def generate(prompt: str, target: str | Path | None = None, **options) -> str:
     from ftcli.generation.generate import generate as _generate
 
     return _generate(prompt, target, **options)
+
+
+def attention(text: str, target: str | Path | None = None, base: bool = False, model: str | None = None,
+              decoder_text: str | None = None):
+    """Attention weights for `text` (eager attention, float32, CPU) from a run (default: the latest in the
+    current directory; `base`: its base model) or any `model`: an AttentionResult whose `attentions`
+    holds tokens and weights[layer][head][query][key]; `.as_json()` gives nested lists. An
+    encoder-decoder's `attentions` are its encoder's; with `decoder_text` also `decoder` and `cross`."""
+    from ftcli.inspection.attention import attention as _attention
+
+    return _attention(text, target, base=base, model=model, decoder_text=decoder_text)
 
 
 def validate(recipe: "Recipe | str | Path") -> dict:

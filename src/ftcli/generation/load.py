@@ -52,14 +52,16 @@ def with_source_prefix(settings: GenerateSection, source_prefix: str) -> Generat
     return settings.model_copy(update={"template": source_prefix + (settings.template or "{prompt}")})
 
 
-def _base_of(recipe) -> ModelSection:
+def base_of(recipe) -> ModelSection:
+    """The model a run started from (`--base`): its recipe's model, or a preference run's reference."""
     reference = recipe.preference.reference if recipe.preference else "auto"
     if reference in ("auto", "none"):  # none (orpo, simpo): the model training started from
         return recipe.model
     return recipe.model.model_copy(update={"name_or_path": reference, "quantization": None})
 
 
-def _is_encoder_decoder(name_or_path: str) -> bool:
+def is_encoder_decoder(name_or_path: str) -> bool:
+    """Whether the model's config says encoder-decoder (T5, BART); False when there is no readable config."""
     from transformers import AutoConfig
 
     try:
@@ -83,7 +85,7 @@ def load_for_generation(target: str | Path | None = None, base: bool = False, mo
         check_model_source(source.name_or_path)
         settings = _ready(settings_with(GenerateSection(), **options), TrainSection().seed)
         tokenizer = load_tokenizer(source)
-        seq2seq = _is_encoder_decoder(source.name_or_path)
+        seq2seq = is_encoder_decoder(source.name_or_path)
         weights = load_model("seq2seq" if seq2seq else "causal-lm", source)
         chat = not seq2seq and has_chat_template(tokenizer)
         mode = "seq2seq" if seq2seq else "sft" if chat else "text"
@@ -98,7 +100,7 @@ def load_for_generation(target: str | Path | None = None, base: bool = False, mo
         tokenizer = load_tokenizer(tuned)
         # --base of a from_config run: its untrained starting point (same tokenizer and seed); of a
         # preference run: the reference it was tuned against.
-        weights = load_model(recipe.task, _base_of(recipe) if base else tuned, tokenizer=tokenizer,
+        weights = load_model(recipe.task, base_of(recipe) if base else tuned, tokenizer=tokenizer,
                              seed=recipe.train.seed)
         mode = (runs.read_train_results(run_dir) or {}).get("mode", "sft")
         if mode == "preference":  # a pair's replies answer a prompt as SFT replies do

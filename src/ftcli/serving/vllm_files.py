@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 from ftcli import runs
 from ftcli.data.templates import generation_format, has_chat_template
 from ftcli.errors import ModelError, UserError
-from ftcli.generation.load import _base_of, _is_encoder_decoder, _ready
+from ftcli.generation.load import base_of, is_encoder_decoder, _ready
 from ftcli.generation.prompting import settings_with
 from ftcli.modeling.load import check_model_source, load_tokenizer, local_model
 from ftcli.recipe import GenerateSection, ModelSection, TrainSection, load_run_recipe, resolve_run
@@ -55,7 +55,7 @@ def resolve_target(target: str | Path | None = None, base: bool = False, model: 
             raise UserError("--model serves a model directly; it cannot be combined with a run or --base")
         source = ModelSection(name_or_path=str(model))
         check_model_source(source.name_or_path)
-        if _is_encoder_decoder(source.name_or_path):
+        if is_encoder_decoder(source.name_or_path):
             raise UserError(f"{model} is an encoder-decoder (seq2seq) model; --engine vllm serves causal LMs",
                             hint="serve it with the default engine (leave out --engine)")
         tokenizer = load_tokenizer(source)
@@ -75,7 +75,7 @@ def resolve_target(target: str | Path | None = None, base: bool = False, model: 
     tokenizer = load_tokenizer(local_model(tuned))
     weights, tokenizer_path, trust = str(tuned), None, False
     if base:
-        source = _base_of(recipe)
+        source = base_of(recipe)
         if source.name_or_path is None:
             raise UserError(f"{run_dir} started from a new, randomly initialised model (model.from_config): "
                             "its base has no weights for vLLM to load",
