@@ -92,8 +92,9 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, tiny_
     results = json.loads((run_dir / "train_results.json").read_text())
     assert results["world_size"] == 2 and results["global_batch_size"] == 8 and "train_loss" in results
     # One model, and every rank's RNG state in each (complete) checkpoint.
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint-12", "checkpoint-8", "logs", "model",
-                                                        "recipe.yaml", "train_results.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint-12", "checkpoint-8", "history.json", "logs",
+                                                        "loss.png", "model", "recipe.yaml", "report.html",
+                                                        "train_results.json"]
     assert len(list((run_dir / "logs").rglob("events.out.tfevents.*"))) >= 1  # rank 0's TensorBoard files
     marker = json.loads((run_dir / "checkpoint-12" / MARKER).read_text())
     assert {"rng_state_0.pth", "rng_state_1.pth"} <= set(marker["files"])

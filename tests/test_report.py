@@ -140,7 +140,7 @@ def test_report_of_two_runs_overlays_them_and_tables_what_differs(runs, tmp_path
     overlay = pixels(inlined_images(page)["overlay-plot"])
     assert count_colour(overlay, BLUE) > 300 and count_colour(overlay, ORANGE) > 300  # both runs' curves
     metrics = page[page.index("id='metrics-table'"):]
-    assert "<td>train_loss</td>" in metrics and "<td>eval: loss</td>" in metrics  # run A's ftcli eval
+    assert "<td>train_loss</td>" in metrics and "<td>ftcli eval (tuned): loss</td>" in metrics  # run A's ftcli eval
 
 
 def test_a_folder_that_is_not_a_finished_run_is_a_user_error(runs, tmp_path):

@@ -36,15 +36,18 @@ def _shown(v) -> str:
 def final_metrics(run: RunFiles) -> dict:
     """What to set side by side: training's numbers, the last eval during training, ftcli eval's tuned metrics."""
     t = run.train
-    found = {k: t.get(k) for k in ("global_step", "epoch", "train_loss", "train_runtime", "num_input_tokens_seen",
-                                   "peak_memory_bytes") if t.get(k) is not None}
+    found = {k: t.get(k) for k in ("global_step", "epoch", "train_loss", "num_input_tokens_seen") if t.get(k) is not None}
+    if isinstance(t.get("train_runtime"), (int, float)):
+        found["train_runtime (s)"] = t["train_runtime"]
+    if html.megabytes(t.get("peak_memory_bytes")):
+        found["peak memory"] = html.megabytes(t["peak_memory_bytes"])
     losses = history.train_loss(run.history)
     if losses:
         found["last logged loss"] = losses[-1][1]
     found.update(history.final_eval(run.history))
     tuned = (run.eval or {}).get("tuned")
     if isinstance(tuned, dict):
-        found.update({f"eval: {k}": v for k, v in tuned.items() if isinstance(v, (int, float))})
+        found.update({f"ftcli eval (tuned): {k}": v for k, v in tuned.items() if isinstance(v, (int, float))})
     return found
 
 

@@ -39,7 +39,8 @@ def learning_rate(history: list[dict]) -> list[tuple[float, float]]:
 
 def throughput(history: list[dict]) -> list[tuple[float, float]]:
     """Tokens/s between consecutive training logs: Trainer logs the tokens seen so far
-    (num_input_tokens_seen, non-padding) and the seconds trained so far (train_runtime) with each loss."""
+    (num_input_tokens_seen, non-padding) and the seconds since training started (train_runtime) with each
+    loss; an interval holding an evaluation or a checkpoint save reads slower than training ran."""
     points, last = [], None
     for e in history:
         if "loss" not in e or not isinstance(e.get("num_input_tokens_seen"), (int, float)) \
