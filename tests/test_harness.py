@@ -131,6 +131,20 @@ def test_an_unknown_task_name_says_how_to_pass_a_local_yaml(run, offline):
 
 
 @needs_lm_eval
+def test_a_hub_task_offline_is_a_user_error(run, offline, monkeypatch):
+    import datasets
+
+    def unreachable(path, *args, **kwargs):  # what datasets raises offline for a Hub dataset not in the cache
+        raise ConnectionError(f"Couldn't reach '{path}' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    result = runner.invoke(app, ["eval", str(run), "--no-base", "--limit", "2", "--harness", "arc_easy"])
+    assert result.exit_code == 2, result.output
+    assert "could not be fetched" in result.output and "allenai/ai2_arc" in result.output
+    assert "task YAML over local files" in result.output
+
+
+@needs_lm_eval
 def test_a_folder_of_tasks_is_found_by_name(run, tmp_path, offline):
     three_row_task(tmp_path / "tasks")
     result = runner.invoke(app, ["eval", str(run), "--json", "--no-base", "--limit", "4",

@@ -131,6 +131,11 @@ def run_tasks(harness: Harness, model, tokenizer, batch_size: int, limit: int | 
         try:
             return lm_eval.simple_evaluate(model=lm, tasks=harness.specs, task_manager=harness.manager,
                                            limit=limit, log_samples=False, apply_chat_template=chat)
+        except ConnectionError as exc:  # datasets' "Couldn't reach 'allenai/ai2_arc' on the Hub"
+            raise UserError(f"--harness: a task's dataset could not be fetched: {first_line(exc)}",
+                            hint="tasks whose data is on the Hub need the network once (then the Hugging Face "
+                                 "cache); offline, use a task YAML over local files, such as "
+                                 "data/harness/pirate-choice.yaml") from None
         except FileNotFoundError as exc:  # a local task's data_files (read relative to the current folder)
             raise UserError(f"--harness: a task's data file was not found: {first_line(exc)}",
                             hint="lm-eval reads a task's dataset_kwargs.data_files relative to the folder "
