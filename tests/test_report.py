@@ -152,6 +152,8 @@ def test_a_folder_that_is_not_a_finished_run_is_a_user_error(runs, tmp_path):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2, result.output
         assert "not a finished run" in result.output or "not found" in result.output
+    result = CliRunner().invoke(app, ["report", str(runs["a"]), "--out", str(tmp_path / "one.html")])
+    assert result.exit_code == 2 and "--out is for comparisons" in result.output
     assert not list(tmp_path.glob("*.html"))
 
 

@@ -81,6 +81,9 @@ def _metrics(run: RunFiles) -> str:
         header = ["metric", "base", "tuned", "change"] if base is not None else ["metric", "tuned"]
         parts.append(f"<p>ftcli eval on {html.value(run.eval.get('examples'))} examples of "
                      f"{html.value(run.eval.get('eval_data'))}</p>" + html.table(header, rows, classes, id="eval-table"))
+        confusion = run.run_dir / "confusion_matrix.png"  # a classifier's, drawn by ftcli eval
+        if run.eval.get("confusion_matrix_png") and confusion.is_file():
+            parts.append(html.plots(html.image(confusion.read_bytes(), "confusion matrix", "confusion-plot")))
     else:
         parts.append(html.none(f"not evaluated yet: `ftcli eval {run.run_dir}` adds the base-vs-tuned table here"))
     during = history.final_eval(run.history)
