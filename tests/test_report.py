@@ -225,3 +225,18 @@ def test_the_report_renders_offline_in_headless_chromium(runs, tmp_path):
     assert painted.shape[1] >= 690 and count_colour(painted, BLUE) > 300
     full = pixels(shot.read_bytes())
     assert full.shape[1] == 1500 and full.shape[0] > 1500  # the whole page, long past one screen
+
+
+def test_a_classifier_s_confusion_matrix_is_in_the_eval_section(runs, tmp_path):
+    import shutil
+
+    from ftcli.evaluation.reports import confusion_png
+    from ftcli.reporting.report import write_report
+
+    run = Path(shutil.copytree(runs["a"], tmp_path / "classifier"))
+    png = confusion_png([[5, 1], [0, 6]], ["negative", "positive"], run / "confusion_matrix.png", "classifier")
+    results = json.loads((run / "eval_results.json").read_text())
+    (run / "eval_results.json").write_text(json.dumps({**results, "confusion_matrix_png": str(png)}))
+    page = write_report(run).read_text(encoding="utf-8")
+    assert inlined_images(page)["confusion-plot"] == png.read_bytes()
+    assert "confusion-plot" not in (runs["a"] / "report.html").read_text(encoding="utf-8")  # none without one
