@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from ftcli.recipe import Recipe
 
 __version__ = "0.1.0"
-__all__ = ["finetune", "evaluate", "generate", "validate", "plan", "preview_data", "load_recipe", "export",
-           "report", "attention"]
+__all__ = ["finetune", "sweep", "evaluate", "generate", "validate", "plan", "preview_data", "load_recipe",
+           "export", "report", "attention"]
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> "Recipe":
@@ -39,6 +39,15 @@ def finetune(recipe: "Recipe | str | Path", overwrite: bool = False) -> Path:
     from ftcli.training.finetune import finetune as _finetune
 
     return _finetune(_as_recipe(recipe), overwrite=overwrite)
+
+
+def sweep(recipe: "Recipe | str | Path", overrides: list[str] | None = None):
+    """Run, resume or extend the recipe's hyper-parameter sweep (its `sweep:` section; Optuna, pip install
+    'ftcli[sweep]'): each trial a normal run in <output_dir>/trials/NNN. Returns a SweepResult (ranked
+    trials, best, files; `.table()` is the printed table)."""
+    from ftcli.sweeping.sweep import sweep as _sweep
+
+    return _sweep(recipe, overrides)
 
 
 def evaluate(target: str | Path | None = None, base: bool = True, limit: int | None = None,

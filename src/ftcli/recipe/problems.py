@@ -57,11 +57,15 @@ def _clean_loc(loc: tuple, raw: Any) -> tuple:
 def _model_at(loc: tuple) -> type[BaseModel] | None:
     """The schema class that owns the key at `loc` (None if the path leaves the schema)."""
     model: type[BaseModel] | None = Recipe
+    mapping = False
     for part in loc[:-1]:
-        if isinstance(part, int):  # an item of a list of sections
+        if isinstance(part, int) or mapping:  # an item of a list of sections, a key of a mapping of them
+            mapping = False
             continue
         field = model.model_fields.get(part)
         model = _nested_model(field.annotation) if field else None
+        # sweep.parameters maps the user's own names to sections: the next part is such a name.
+        mapping = field is not None and getattr(field.annotation, "__origin__", None) is dict
         if model is None:
             return None
     return model

@@ -31,10 +31,11 @@ def reference_yaml() -> str:
                     lines[start:] = [indent + "# " + line.removeprefix(indent) for line in lines[start:]]
                 continue
             example = (field.json_schema_extra or {}).get("example")
-            if field.is_required():
+            if example is not None:  # a required mapping (sweep.parameters) reads best as an example
+                value = example
+                note = f"  # ({'required; ' if field.is_required() else ''}example) {field.description}"
+            elif field.is_required():
                 value = "REQUIRED"
-            elif example is not None:
-                value, note = example, f"  # (example) {field.description}"
             else:
                 default = field.get_default(call_default_factory=True)
                 value = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("\n...")

@@ -18,6 +18,7 @@ from ftcli.recipe.preference_section import (PREFERENCE_METRICS, PreferenceSecti
                                              reward_model_problems)
 from ftcli.recipe.quantization_section import QuantizationSection, quantization_problems
 from ftcli.recipe.section import Section, _nested_model
+from ftcli.recipe.sweep_section import SweepSection, sweep_problems
 from ftcli.recipe.train_section import DistributedSection, TrainSection, unworkable_train_settings
 
 __all__ = ["TASKS", "Task", "GENERATION_METRICS", "TASK_METRICS", "BEST_MODEL_METRICS", "DEFAULT_METRICS",
@@ -201,6 +202,8 @@ class Recipe(Section):
                                                                      "multi-process runs.")
     preference: PreferenceSection | None = Field(None, description="Present → preference tuning (DPO, IPO, KTO, ORPO, SimPO) "
                                                                    "on chosen/rejected pairs (KTO: or replies labelled good or bad); absent → SFT.")
+    sweep: SweepSection | None = Field(None, description="`ftcli sweep`: a hyper-parameter search over this recipe "
+                                                         "(validate checks it; finetune trains the recipe as written).")
 
     @model_validator(mode="after")
     def _best_model_needs_evaluation(self) -> "Recipe":
@@ -273,6 +276,13 @@ class Recipe(Section):
     @model_validator(mode="after")
     def _quantization_fits(self) -> "Recipe":
         if problems := quantization_problems(self):
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _sweep_fits(self) -> "Recipe":
+        metrics = PREFERENCE_METRICS if self.preference else TASK_METRICS[self.task]
+        if problems := sweep_problems(self, metrics):
             raise ValueError("; ".join(problems))
         return self
 

@@ -57,10 +57,11 @@ def _disk_error(exc: OSError) -> UserError | None:
     return None
 
 
-def finetune(recipe: Recipe, overwrite: bool = False) -> Path:
-    """Train as the recipe says and write the run directory. Returns its path."""
+def finetune(recipe: Recipe, overwrite: bool = False, *, callbacks=()) -> Path:
+    """Train as the recipe says and write the run directory. Returns its path. `callbacks`: extra
+    TrainerCallbacks (a sweep's pruning)."""
     try:
-        return _finetune(recipe, overwrite)
+        return _finetune(recipe, overwrite, tuple(callbacks))
     except OSError as exc:
         raise (_disk_error(exc) or exc) from None
 
@@ -201,10 +202,12 @@ def _reward_trainer(recipe: Recipe, data: PreparedData, model, run_dir: Path, pr
         micro_batch_tokens=None, lengths=[reward.sequence_length(e) for e in examples], **evaluation)
 
 
-def _finetune(recipe: Recipe, overwrite: bool) -> Path:
+def _finetune(recipe: Recipe, overwrite: bool, extra_callbacks: tuple = ()) -> Path:
     from transformers import set_seed
 
     run_dir = Path(recipe.train.output_dir)
+    if recipe.sweep is not None:
+        log("the recipe's sweep: section is for `ftcli sweep`; finetune trains the recipe as written")
     tracking.check_installed(recipe.train.report_to)
     check_quantization(recipe.model.quantization)  # bitsandbytes installed, a device it runs on
     preference.check_installed(recipe)  # TRL, for a preference: recipe
@@ -231,7 +234,7 @@ def _finetune(recipe: Recipe, overwrite: bool) -> Path:
     with StopSignals(log) as stop, tracking.session(recipe, run_dir, log) as recipe_params, \
             TrainingDisplay() as display:
         guard = GuardCallback(stop)
-        callbacks = [guard, recipe_params] + evaluation.pop("callbacks")
+        callbacks = [guard, recipe_params] + evaluation.pop("callbacks") + list(extra_callbacks)
         build = _preference_trainer if recipe.preference else _reward_trainer if recipe.task == "reward-model" \
             else _trainer
         trainer = build(recipe, data, model, run_dir, precision, callbacks, evaluation)
