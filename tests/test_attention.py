@@ -210,6 +210,8 @@ def test_user_errors(tiny_bert, args, message):
 def test_model_and_a_run_together_is_refused(tiny_bert):
     result = run_cli("runs/x", TEXT, "--model", tiny_bert)
     assert result.exit_code == 2 and "cannot be combined" in result.output
+    result = run_cli("--model", tiny_bert)
+    assert result.exit_code == 2 and "no text given" in result.output
 
 
 def test_help_imports_neither_torch_nor_matplotlib():
@@ -224,5 +226,5 @@ def test_help_imports_neither_torch_nor_matplotlib():
         """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "[TARGET] TEXT" in proc.stdout
+    assert "[TARGET] [TEXT]" in proc.stdout
     assert proc.stdout.strip().endswith("HEAVY=")

@@ -11,24 +11,16 @@ import typer
 from ftcli.cli.base import app, guarded
 
 
-def _target_and_text(words: list[str]) -> tuple[str | None, str]:
-    """`[TARGET] TEXT`: an optional argument before a required one, which Typer cannot declare."""
-    from ftcli.errors import UserError
-
-    if len(words) == 1:
-        return None, words[0]
-    if len(words) == 2:
-        return words[0], words[1]
-    raise UserError(f"expected [TARGET] TEXT, got {len(words)} arguments",
-                    hint='quote the text: ftcli attention runs/NAME "The quick brown fox"')
-
-
 @app.command()
 @guarded
 def attention(
-    words: Annotated[list[str], typer.Argument(
-        metavar="[TARGET] TEXT", help="Run directory or recipe file (default: the latest finished run here), "
-        "then the text to look at.", show_default=False)],
+    # `[TARGET] TEXT`: an optional argument before a required one, which Typer cannot declare, so both
+    # are optional here and one word alone is the text.
+    first: Annotated[Optional[str], typer.Argument(
+        metavar="TARGET", help="Run directory or recipe file (default: the latest finished run here).",
+        show_default=False)] = None,
+    second: Annotated[Optional[str], typer.Argument(metavar="TEXT", help="The text to look at (required).",
+                                                    show_default=False)] = None,
     model: Annotated[Optional[str], typer.Option(
         "--model", help="Look inside this model (directory or hub id) directly; no run needed.",
         show_default=False)] = None,
@@ -54,9 +46,14 @@ def attention(
     import ftcli
     from ftcli.inspection.attention_summary import check_selection, rows_of, summary
 
-    target, text = _target_and_text(words)
+    from ftcli.errors import UserError
+
+    if first is None:
+        raise UserError("no text given", hint='ftcli attention [TARGET] "The quick brown fox"')
+    target, text = (None, first) if second is None else (first, second)
     result = ftcli.attention(text, target, base=base, model=model, decoder_text=decoder_text)
-    check_selection(result.attentions, layer, head)
+    for part in result.parts.values():  # before any file is written
+        check_selection(part, layer, head)
     rows = rows_of(result.attentions, token) if token is not None and as_json else None
     if out is not None:
         from ftcli.inspection.attention_plots import write_heatmaps

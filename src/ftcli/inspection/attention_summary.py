@@ -72,7 +72,8 @@ def summary(result: AttentionResult, top: int = 3, token: str | None = None, lay
             head: int | None = None) -> str:
     """What each token (or only `token`) attends to most, for each kind of attention the result has."""
     main = result.attentions
-    check_selection(main, layer, head)
+    for part in result.parts.values():  # an encoder-decoder's decoder may have other counts
+        check_selection(part, layer, head)
     layers, heads = main.shape
     layers_sel = [layer] if layer is not None else None
     heads_sel = [head] if head is not None else None
