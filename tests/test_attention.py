@@ -186,7 +186,8 @@ def test_a_model_without_attention_weights_is_a_clear_error(tiny_llama, tmp_path
     from transformers import MambaConfig, MambaForCausalLM
 
     folder = tmp_path / "mamba"
-    MambaForCausalLM(MambaConfig(vocab_size=400, hidden_size=16, num_hidden_layers=1, state_size=4)).save_pretrained(folder)
+    config = MambaConfig(vocab_size=400, hidden_size=16, num_hidden_layers=1, state_size=4)
+    MambaForCausalLM(config).save_pretrained(folder)
     for tokenizer_file in tiny_llama.glob("tokenizer*"):
         shutil.copy(tokenizer_file, folder)
     result = run_cli("--model", folder, TEXT)

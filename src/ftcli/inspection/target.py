@@ -52,7 +52,8 @@ def task_of(name_or_path: str) -> str:
     seq2seq, decoder-only -> causal-lm, and otherwise masked-lm. A head that does not match the
     checkpoint is created fresh, which leaves the attention layers (all we read) as saved."""
     from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
 
     if is_encoder_decoder(name_or_path):
         return "seq2seq"
