@@ -92,14 +92,20 @@ def test_init_names_the_model_given_even_with_awkward_characters():
     assert parse_recipe(yaml.safe_load(result.stdout)).model.name_or_path == path
 
 
-def test_init_writes_a_file_that_ftcli_validate_accepts(tiny_llama, monkeypatch, tmp_path):
+_TINY_FOR = {"causal-lm": "tiny_llama", "dpo": "tiny_llama", "reward-model": "tiny_llama",
+             "sequence-classification": "tiny_bert", "masked-lm": "tiny_bert", "seq2seq": "tiny_t5"}
+
+
+@pytest.mark.parametrize("task", STARTERS)
+def test_init_writes_a_file_that_ftcli_validate_accepts(task, request, monkeypatch, tmp_path):
+    model = request.getfixturevalue(_TINY_FOR[task])
     monkeypatch.chdir(REPO)  # the starter's data paths are the checkout's example data
     out = tmp_path / "starter.yaml"
-    result = runner.invoke(app, ["init", "causal-lm", "--model", str(tiny_llama), "-o", str(out)])
+    result = runner.invoke(app, ["init", task, "--model", str(model), "-o", str(out)])
     assert result.exit_code == 0, result.output
-    checked = runner.invoke(app, ["validate", str(out)])
+    checked = runner.invoke(app, ["validate", str(out)])  # data files, fields, model path, template
     assert checked.exit_code == 0, checked.output
-    assert "causal-lm" in checked.stdout
+    assert ("causal-lm" if task == "dpo" else task) in checked.stdout
 
 
 def test_init_never_overwrites_and_suggests_a_task(tmp_path):

@@ -38,83 +38,69 @@ lora:                          # absent → a full fine-tune
   target_modules: all-linear
 """
 
+
+def _head(task: str, comment: str = "") -> str:
+    return f"task: {task}\nmodel:\n  name_or_path: {{model}}{comment}\n"
+
+
+def _pairs(max_length: int = 256) -> str:
+    return f"""\
+data:
+  train: data/pirate-preferences/train.jsonl   # {{{{"prompt", "chosen", "rejected"}}}} rows
+  eval_fraction: 0.1
+  max_length: {max_length}
+"""
+
+
+def _train(output: str, epochs: int, batch_size: int, learning_rate: str) -> str:
+    return f"""\
+train:
+  output_dir: runs/{output}
+  epochs: {epochs}
+  batch_size: {batch_size}
+  learning_rate: {learning_rate}
+  logging_steps: 10
+"""
+
+
 _STARTERS = {
-    "causal-lm": ("Supervised fine-tuning (SFT) of a causal LM with LoRA: the loss is on the responses only.", """\
-task: causal-lm
-model:
-  name_or_path: {model}
+    "causal-lm": ("Supervised fine-tuning (SFT) of a causal LM with LoRA: the loss is on the responses only.",
+                  _head("causal-lm") + """\
 data:
   train: data/pirate/train.jsonl   # prompt/response, alpaca, chat messages or plain text rows
   eval_fraction: 0.1               # held out for eval when data.eval is absent
   max_length: 256                  # longer examples are truncated
-""" + _LORA + """\
-train:
-  output_dir: runs/causal-lm
-  epochs: 1
-  batch_size: 8
-  learning_rate: 1.0e-4
-  logging_steps: 10
+""" + _LORA + _train("causal-lm", 1, 8, "1.0e-4") + """\
 generate:
   max_new_tokens: 64               # `ftcli generate` defaults
 """),
-    "dpo": ("Preference tuning (DPO) with LoRA on chosen/rejected pairs.", """\
-task: causal-lm
-model:
-  name_or_path: {model}
-data:
-  train: data/pirate-preferences/train.jsonl   # {{"prompt", "chosen", "rejected"}} rows
-  eval_fraction: 0.1
-  max_length: 256
-""" + _LORA + """\
+    "dpo": ("Preference tuning (DPO) with LoRA on chosen/rejected pairs.",
+            _head("causal-lm") + _pairs() + _LORA + """\
 preference:
   method: dpo                      # dpo | ipo | kto | orpo | simpo
   beta: 0.1                        # how far the tuned model may move from the reference
-train:
-  output_dir: runs/dpo
-  epochs: 1
-  batch_size: 4
-  learning_rate: 5.0e-5
-  logging_steps: 10
-"""),
-    "sequence-classification": ("Text classification: a new classification head on a pretrained encoder.", """\
-task: sequence-classification
-model:
-  name_or_path: {model}
+""" + _train("dpo", 1, 4, "5.0e-5")),
+    "sequence-classification": ("Text classification: a new classification head on a pretrained encoder.",
+                                _head("sequence-classification") + """\
 data:
   train: data/reviews/train.jsonl  # {{"text": ..., "label": ...}} rows; labels may be strings
   text_field: text
   label_field: label
   eval_fraction: 0.2
   max_length: 128
-train:
-  output_dir: runs/sequence-classification
-  epochs: 3
-  batch_size: 16
-  learning_rate: 5.0e-5
-  logging_steps: 10
+""" + _train("sequence-classification", 3, 16, "5.0e-5") + """\
 eval:
   metrics: [accuracy, f1]
 """),
-    "masked-lm": ("Masked-language-model training (BERT-style) on plain text.", """\
-task: masked-lm
-model:
-  name_or_path: {model}
+    "masked-lm": ("Masked-language-model training (BERT-style) on plain text.", _head("masked-lm") + """\
 data:
   train: data/stories/train.txt    # a .txt file is one example per line
   mlm_probability: 0.15            # share of tokens masked
   eval_fraction: 0.1
   max_length: 128
-train:
-  output_dir: runs/masked-lm
-  epochs: 1
-  batch_size: 16
-  learning_rate: 5.0e-5
-  logging_steps: 10
-"""),
-    "seq2seq": ("Sequence-to-sequence fine-tuning (T5, BART, Marian...): source → target.", """\
-task: seq2seq
-model:
-  name_or_path: {model}            # a Hub id needs internet; or --model a local directory
+""" + _train("masked-lm", 1, 16, "5.0e-5")),
+    "seq2seq": ("Sequence-to-sequence fine-tuning (T5, BART, Marian...): source → target.",
+                _head("seq2seq", "            # a Hub id needs internet; or --model a local directory") + """\
 data:
   train: data/pirate/train.jsonl   # prompt → source text, response → target text
   prompt_field: prompt
@@ -122,29 +108,9 @@ data:
   source_prefix: ''                # e.g. 'translate English to German: '
   eval_fraction: 0.1
   max_length: 128
-train:
-  output_dir: runs/seq2seq
-  epochs: 1
-  batch_size: 8
-  learning_rate: 3.0e-4
-  logging_steps: 10
-"""),
-    "reward-model": ("A reward model: one score per reply, trained on chosen/rejected pairs (TRL's RewardTrainer).", """\
-task: reward-model
-model:
-  name_or_path: {model}
-data:
-  train: data/pirate-preferences/train.jsonl   # {{"prompt", "chosen", "rejected"}} rows
-  eval_fraction: 0.1
-  max_length: 256
-""" + _LORA + """\
-train:
-  output_dir: runs/reward-model
-  epochs: 1
-  batch_size: 4
-  learning_rate: 5.0e-5
-  logging_steps: 10
-"""),
+""" + _train("seq2seq", 1, 8, "3.0e-4")),
+    "reward-model": ("A reward model: one score per reply, trained on chosen/rejected pairs (TRL's RewardTrainer).",
+                     _head("reward-model") + _pairs() + _LORA + _train("reward-model", 1, 4, "5.0e-5")),
 }
 
 STARTERS = tuple(_STARTERS)
