@@ -104,6 +104,16 @@ def test_validate_accepts_a_sweep_recipe(workdir, tiny_llama, pirate):
     assert result.exit_code == 0, result.output
 
 
+def test_finetune_trains_a_sweep_recipe_as_written(workdir, tiny_llama, pirate):
+    recipe = write(workdir / "s.yaml", sweep_recipe(tiny_llama, pirate, {"parameters": SPACE}, max_steps=2,
+                                                    learning_rate=1e-3))
+    result = runner.invoke(app, ["finetune", str(recipe)])
+    assert result.exit_code == 0, result.output
+    assert "finetune trains the recipe as written" in result.output
+    saved = yaml.safe_load((workdir / "runs/sweep/recipe.yaml").read_text())
+    assert saved["train"]["learning_rate"] == 1e-3 and saved["lora"]["r"] == 4  # no sampled values
+
+
 # --- a sweep end to end -------------------------------------------------------------------------
 
 def test_three_trial_sweep_end_to_end(workdir, tiny_llama, pirate):
@@ -148,6 +158,27 @@ def test_three_trial_sweep_end_to_end(workdir, tiny_llama, pirate):
     again = runner.invoke(app, ["sweep", str(recipe)])  # a finished sweep: the table again, nothing trained
     assert again.exit_code == 0 and again.stdout == result.stdout
     assert len(optuna.load_study(study_name="ftcli-sweep", storage=f"sqlite:///{out / 'sweep.db'}").trials) == 3
+
+
+def test_a_trial_whose_loss_goes_nonfinite_fails_and_the_sweep_goes_on(workdir, tiny_llama, pirate):
+    from ftcli import load_recipe
+    from ftcli.sweeping.study import open_study
+
+    raw = sweep_recipe(tiny_llama, pirate, {"parameters": {"train.learning_rate": {"choices": [1e30, 5e-3]}},
+                                            "trials": 2}, max_grad_norm=1e30)
+    recipe = write(workdir / "s.yaml", raw)
+    loaded = load_recipe(recipe)
+    study = open_study(Path(loaded.train.output_dir), loaded.sweep)
+    study.enqueue_trial({"train.learning_rate": 1e30})  # the weights overflow: a non-finite loss (exit 3 alone)
+    study.enqueue_trial({"train.learning_rate": 5e-3})
+    result = runner.invoke(app, ["sweep", str(recipe)])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="ftcli-sweep", storage=f"sqlite:///{workdir / 'runs/sweep/sweep.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
+    assert "trial 001 failed" in result.output and "loss" in result.output.split("trial 001 failed")[1].splitlines()[0]
+    ranked = result.stdout.splitlines()
+    assert ranked[2].split()[1:3] == ["002", "complete"] and ranked[3].split()[1:3] == ["001", "fail"]
+    assert load_recipe(workdir / "runs/sweep/best.yaml").train.learning_rate == 5e-3
 
 
 # --- pruning ------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from ftcli import runs
-from ftcli.errors import TrainingFailed, UserError, first_line
+from ftcli.errors import Interrupted, TrainingFailed, UserError, first_line
 from ftcli.progress import log
 from ftcli.recipe import Recipe, load_recipe
 from ftcli.recipe.sweep_section import SweepSection
@@ -88,6 +88,10 @@ def _run_trial(study, trial, params: dict, spec: SweepSection, base: dict, sweep
             study.tell(number, state=TrialState.FAIL)
             log(f"trial {name} failed: {first_line(exc)}")
             return
+        except Interrupted as exc:  # the trial stays RUNNING in the study: the rerun continues it
+            raise Interrupted(f"sweep trial {name}: {exc.message}",
+                              hint="run the same `ftcli sweep` command again to continue this trial from there") \
+                from None
     if trial.user_attrs.get(PRUNED_AT) is not None:
         study.tell(number, state=TrialState.PRUNED)
         log(f"trial {name} pruned at step {trial.user_attrs[PRUNED_AT]}")
