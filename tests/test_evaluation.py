@@ -70,6 +70,22 @@ def test_classification_eval_reports_per_class_and_confusion(workdir, tiny_bert)
     assert saved["eval_data_sha256"] and saved["versions"]["transformers"]
 
 
+def test_classification_loss_is_the_cross_entropy_training_reports(workdir, tiny_bert):
+    # eval.metrics may name loss for a classifier (a sweep can rank by it): the mean cross-entropy over the
+    # eval rows, which Trainer's own evaluation at the last step measures on the same rows independently.
+    data = write_jsonl(workdir / "reviews.jsonl", repo_rows("reviews", 240))
+    recipe = classification_recipe(tiny_bert, data, max_steps=10, eval_strategy="steps", eval_steps=10)
+    recipe["eval"]["metrics"] = ["accuracy", "loss"]
+    assert run_cli("finetune", str(write_recipe(workdir / "cls.yaml", recipe))).exit_code == 0
+    result = run_cli("eval", "--json")
+    assert result.exit_code == 0, result.output
+    tuned, base = json.loads(result.stdout)["tuned"], json.loads(result.stdout)["base"]
+    history = json.loads((workdir / "runs/cls/history.json").read_text())
+    trainer_loss = [e["eval_loss"] for e in history if "eval_loss" in e][-1]
+    assert tuned["loss"] == pytest.approx(trainer_loss, rel=1e-4)
+    assert base["loss"] != pytest.approx(tuned["loss"], rel=1e-3)  # the untrained head scores differently
+
+
 def test_compare_shows_runs_side_by_side(workdir, tiny_bert):
     data = write_jsonl(workdir / "reviews.jsonl", repo_rows("reviews", 160))
     for name, lr in (("slow", 1e-4), ("fast", 3e-3)):

@@ -35,14 +35,21 @@ def _progress(iterable, total: int, desc: str):
 
 def _score_classification(model, examples, collate, batch_size, metric_names, labels, desc) -> tuple[dict, dict]:
     import torch
+    import torch.nn.functional as F
 
-    predictions, references = [], []
+    predictions, references, total_loss = [], [], 0.0
     with torch.inference_mode():
         for chunk in _progress(_batches(examples, batch_size), math.ceil(len(examples) / batch_size), desc):
             batch = collate(chunk)
-            references += batch.pop("labels").tolist()
-            predictions += model(**batch).logits.argmax(-1).tolist()
-    metrics = compute_classification_metrics(metric_names, predictions, references, len(labels))
+            targets = batch.pop("labels")
+            logits = model(**batch).logits.float()
+            references += targets.tolist()
+            predictions += logits.argmax(-1).tolist()
+            total_loss += F.cross_entropy(logits, targets.to(logits.device), reduction="sum").item()
+    metrics = compute_classification_metrics([n for n in metric_names if n != "loss"], predictions, references,
+                                             len(labels))
+    if "loss" in metric_names:  # the cross-entropy training minimised, averaged over the eval rows
+        metrics["loss"] = total_loss / max(len(references), 1)
     details = {"per_class": per_class_report(references, predictions, labels),
                "confusion_matrix": confusion(references, predictions, len(labels)), "labels": labels}
     return metrics, details

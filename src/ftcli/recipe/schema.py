@@ -39,7 +39,8 @@ GENERATION_METRICS = ("exact_match", "rouge", "bleu", "chrf")
 
 
 TASK_METRICS = {
-    "sequence-classification": ("accuracy", "f1", "precision", "recall", "matthews_correlation"),
+    # loss: the mean cross-entropy of the eval rows' labels (what training minimised; a sweep can rank by it).
+    "sequence-classification": ("accuracy", "f1", "precision", "recall", "matthews_correlation", "loss"),
     "causal-lm": ("perplexity", "loss") + GENERATION_METRICS,
     "seq2seq": ("loss", "perplexity") + GENERATION_METRICS,
     "masked-lm": ("perplexity", "loss"),
@@ -50,7 +51,7 @@ TASK_METRICS = {
 
 # What training can select the best checkpoint by (generation is too slow to run at every eval).
 BEST_MODEL_METRICS = {
-    "sequence-classification": ("loss",) + TASK_METRICS["sequence-classification"],
+    "sequence-classification": TASK_METRICS["sequence-classification"],
     "causal-lm": ("loss", "perplexity"),
     "seq2seq": ("loss", "perplexity"),
     "masked-lm": ("loss", "perplexity"),
