@@ -44,9 +44,8 @@ def attention(
     """What the model attends to: for each token of TEXT, the tokens it attends to most (averaged over
     layers and heads), with --out heatmaps, with --json every weight (eager attention, float32, CPU)."""
     import ftcli
-    from ftcli.inspection.attention_summary import check_selection, rows_of, summary
-
     from ftcli.errors import UserError
+    from ftcli.inspection.attention_summary import check_selection, rows_of, summary
 
     if first is None:
         raise UserError("no text given", hint='ftcli attention [TARGET] "The quick brown fox"')

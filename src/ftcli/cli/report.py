@@ -13,8 +13,9 @@ from ftcli.cli.base import app, guarded
 @app.command()
 @guarded
 def report(
-    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Run directories: one rebuilds its report.html and loss.png; "
-                                              "several write one comparison page.", show_default=False)],
+    runs: Annotated[list[str], typer.Argument(
+        metavar="RUN", help="Run directories: one rebuilds its report.html and loss.png; several write one "
+        "comparison page.", show_default=False)],
     out: Annotated[Optional[Path], typer.Option("--out", help="Where the comparison goes "
                                                 "(default ./report-compare.html).", show_default=False)] = None,
 ):

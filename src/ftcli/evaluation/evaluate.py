@@ -78,7 +78,10 @@ def evaluate_run(target: str | Path | None = None, base: bool = True, limit: int
                    eval_data=describe_source(recipe.data.eval) if recipe.data.eval
                    else f"{describe_source(recipe.data.train)} (held-out {recipe.data.eval_fraction:g})",
                    eval_data_sha256=source_fingerprint(recipe.data.eval or recipe.data.train),
-                   base_model=recipe.model.name_or_path or _untrained(recipe), versions=package_versions(("ftcli", "transformers", "evaluate", "scikit-learn", "sacrebleu", "rouge-score")), tuned_details=tuned_details)
+                   base_model=recipe.model.name_or_path or _untrained(recipe),
+                   versions=package_versions(("ftcli", "transformers", "evaluate", "scikit-learn", "sacrebleu",
+                                              "rouge-score")),
+                   tuned_details=tuned_details)
     if base:
         results["base_details"] = base_details
     if tasks is not None:

@@ -3,7 +3,7 @@ side by side."""
 
 from __future__ import annotations
 
-from ftcli.reporting import history, html, plots
+from ftcli.reporting import history, html
 from ftcli.reporting.run_files import RunFiles
 
 _MISSING = object()
