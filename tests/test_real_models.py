@@ -25,7 +25,7 @@ def need(path: Path) -> Path:
     return path
 
 
-def test_smollm2_lora_sft_learns_the_demo_behaviour(tmp_path):
+def test_smollm2_lora_sft_learns_the_demo_behaviour(tmp_path, monkeypatch):
     recipe = ftcli.load_recipe(REPO / "recipes" / "demo-smollm2-lora.yaml", [
         f"model.name_or_path={need(SMOL)}", f"train.output_dir={tmp_path / 'run'}",
         f"data.train={REPO / 'data/pirate/train.jsonl'}", "data.max_train_samples=160", "train.max_steps=20"])
@@ -33,6 +33,29 @@ def test_smollm2_lora_sft_learns_the_demo_behaviour(tmp_path):
     report = ftcli.evaluate(run, limit=16)
     assert report["tuned"]["loss"] < report["base"]["loss"] - 0.5
     assert ftcli.generate("What is the capital of Japan?", run).startswith("Arr")
+    page = (run / "report.html").read_text()  # written by the run, refreshed by the eval
+    assert "Eval metrics" in page and f"{report['tuned']['loss']:.4f}" in page
+
+    # The shipped lm-evaluation-harness task: the base never ranks the pirate answer first; the tuned
+    # model, taught to talk like a pirate, mostly does (its data files are read relative to the checkout).
+    pytest.importorskip("lm_eval", reason="lm-eval (the harness extra) runs the shipped harness task")
+    monkeypatch.chdir(REPO)
+    harness = ftcli.evaluate(run, limit=16, harness=["data/harness/pirate-choice.yaml"])
+    acc = "harness/pirate_choice/acc"
+    assert harness["tuned"][acc] > harness["base"][acc] + 0.3, (harness["base"][acc], harness["tuned"][acc])
+
+
+def test_smollm2_attention_has_a_previous_token_head():
+    """Real attention, not a stub: SmolLM2's layer 16 head 0 looks at the previous token."""
+    result = ftcli.attention("The quick brown fox jumps over the lazy dog", model=str(need(SMOL)))
+    part = result.attentions
+    assert part.shape == (30, 9)
+    assert part.query_labels[:5] == ["The", "quick", "brown", "fox", "jumps"]
+    weights = part.weights
+    assert float((weights.sum(-1) - 1).abs().max()) < 1e-4  # each row a distribution over the keys
+    assert float(weights.triu(1).abs().max()) == 0.0  # causal: nothing attends ahead
+    jumps, fox = part.query_labels.index("jumps"), part.query_labels.index("fox")
+    assert float(weights[16, 0, jumps, fox]) > 0.5
 
 
 def test_smollm2_dpo_demo_prefers_the_pirate_and_says_so(tmp_path):
