@@ -181,6 +181,25 @@ def test_length_histogram_and_throughput():
     assert throughput(log) == [(2, 100.0), (4, 200.0)]
 
 
+def test_a_preference_run_s_reward_margins_and_accuracies_are_plotted(runs):
+    # TRL's DPO/KTO log the implicit reward's margin and accuracy at each step and eval: the page draws
+    # them beside the loss; an SFT run, which logs neither, gets no such panels.
+    from ftcli.reporting.run_files import read_run
+    from ftcli.reporting.run_page import loss_plot, run_page
+
+    sft = read_run(runs["a"])
+    assert "rewards-margins-plot" not in run_page(sft, loss_plot(sft))
+    sft.history = sft.history + [
+        {"step": 1, "loss": 0.69, "rewards/margins": 0.0, "rewards/accuracies": 0.0},
+        {"step": 2, "loss": 0.60, "rewards/margins": 0.4, "rewards/accuracies": 0.75},
+        {"step": 2, "eval_loss": 0.62, "eval_rewards/margins": 0.3, "eval_rewards/accuracies": 0.7}]
+    page = run_page(sft, loss_plot(sft))
+    for plot in ("rewards-margins-plot", "rewards-accuracies-plot"):
+        match = re.search(rf"<img id='{plot}' alt='[^']*' src='data:image/png;base64,([^']+)'>", page)
+        assert match, plot
+        assert base64.b64decode(match.group(1))[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_the_report_renders_offline_in_headless_chromium(runs, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the dev extra)")
     binary = require_chromium()

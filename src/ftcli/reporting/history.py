@@ -33,6 +33,16 @@ def eval_loss(history: list[dict]) -> list[tuple[float, float]]:
     return _series(history, "eval_loss")
 
 
+# What TRL's preference trainers (DPO, KTO, ...) log at each step and evaluation, beside the loss: the
+# implicit reward's margin between chosen and rejected replies, and how often chosen wins.
+PREFERENCE_CURVES = ("rewards/margins", "rewards/accuracies")
+
+
+def logged(history: list[dict], key: str) -> tuple[list, list]:
+    """A quantity's training points and its evaluation points (Trainer logs the latter as eval_<key>)."""
+    return _series(history, key), _series(history, f"eval_{key}")
+
+
 def learning_rate(history: list[dict]) -> list[tuple[float, float]]:
     return _series(history, "learning_rate")
 

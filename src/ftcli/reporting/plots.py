@@ -34,27 +34,28 @@ def _empty(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} logged", ha="center", va="center", transform=ax.transAxes, color="#888")
 
 
-def loss_png(curves: list[tuple[str, list, list]], title: str) -> bytes:
-    """Train (solid) and eval (dashed, dots) loss against the step, one colour per run: (label,
-    train points, eval points) each. One run is loss.png; several are the comparison's overlay."""
+def loss_png(curves: list[tuple[str, list, list]], title: str, quantity: str = "loss") -> bytes:
+    """Train (solid) and eval (dashed, dots) loss (or another `quantity` logged in training and at evals)
+    against the step, one colour per run: (label, train points, eval points) each. One run is loss.png;
+    several are the comparison's overlay."""
     plt, fig, ax = _figure()
     drawn = False
     for i, (label, train, evaluated) in enumerate(curves):
         colour = f"C{i % 10}"
         prefix = f"{label} " if len(curves) > 1 else ""
         if train:
-            ax.plot(*zip(*train), color=colour, label=f"{prefix}train loss")
+            ax.plot(*zip(*train), color=colour, label=f"{prefix}train {quantity}")
             drawn = True
         if evaluated:
             ax.plot(*zip(*evaluated), color=colour, linestyle="--", marker="o", markersize=4,
-                    label=f"{prefix}eval loss")
+                    label=f"{prefix}eval {quantity}")
             drawn = True
     if drawn:
         ax.legend(fontsize=8)
     else:
-        _empty(ax, "loss")
+        _empty(ax, quantity)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(quantity)
     ax.set_title(title)
     return _png(plt, fig)
 

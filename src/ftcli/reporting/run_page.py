@@ -45,12 +45,16 @@ def _summary(run: RunFiles) -> str:
 
 def _curves(run: RunFiles, loss_png: bytes) -> str:
     h = run.history
+    preference = [html.image(plots.loss_png([(run.name, *points)], f"{run.name}: {key}", key), key,
+                             f"{key.replace('/', '-')}-plot")
+                  for key in history.PREFERENCE_CURVES if any(points := history.logged(h, key))]
     return html.section("Training curves", html.plots(
         html.image(loss_png, "loss curves", "loss-plot"),
         html.image(plots.line_png(history.learning_rate(h), "learning rate", "learning rate", scientific=True),
                    "learning rate", "lr-plot"),
         html.image(plots.line_png(history.throughput(h), "tokens/s", "throughput (non-padding tokens/s)"),
                    "throughput", "throughput-plot"),
+        *preference,
     ), "curves")
 
 
