@@ -197,6 +197,18 @@ def test_preference_tuning_raises_the_held_out_preference(workdir, tiny_llama, p
     assert tuned_text.strip() and tuned_text != base_text
 
 
+def test_evaluation_during_preference_training_logs_the_reward_curves(workdir, tiny_llama):
+    # Pairs have no input_ids column, from which Trainer's group_by_length eval sampler reads lengths.
+    raw = dpo_recipe(tiny_llama, write_pairs(workdir), max_steps=8, logging_steps=4, eval_strategy="steps",
+                     eval_steps=4)
+    result = run_cli("finetune", str(write_recipe(workdir / "dpo.yaml", raw)))
+    assert result.exit_code == 0, result.output
+    history = json.loads((workdir / "runs/dpo/history.json").read_text())
+    evals = [e for e in history if "eval_rewards/margins" in e]
+    assert [e["step"] for e in evals] == [4, 8]
+    assert "id='rewards-margins-plot'" in (workdir / "runs/dpo/report.html").read_text()
+
+
 def test_a_reference_path_is_the_reference(workdir, tiny_llama):
     raw = dpo_recipe(tiny_llama, write_pairs(workdir), preference={"reference": str(tiny_llama)}, max_steps=8)
     result = run_cli("finetune", str(write_recipe(workdir / "dpo.yaml", raw)))

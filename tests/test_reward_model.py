@@ -54,6 +54,16 @@ def test_a_reward_model_learns_to_score_chosen_above_rejected(workdir, tiny_llam
     assert result.exit_code == 2 and "is a reward-model run" in result.output
 
 
+def test_a_reward_model_evaluates_during_training(workdir, tiny_llama):
+    # Its pairs have no input_ids column either (Trainer's group_by_length eval sampler needs one).
+    raw = reward_recipe(tiny_llama, write_reward_pairs(workdir), max_steps=8, logging_steps=4,
+                        eval_strategy="steps", eval_steps=4)
+    result = run_cli("finetune", str(write_recipe(workdir / "rm.yaml", raw)))
+    assert result.exit_code == 0, result.output
+    history = json.loads((workdir / "runs/rm/history.json").read_text())
+    assert [e["step"] for e in history if "eval_loss" in e] == [4, 8]
+
+
 def test_validate_says_what_a_reward_model_trains_on(workdir, tiny_llama):
     raw = reward_recipe(tiny_llama, write_reward_pairs(workdir))
     result = run_cli("validate", str(write_recipe(workdir / "rm.yaml", raw)))

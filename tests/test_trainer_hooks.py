@@ -33,6 +33,7 @@ def test_trainer_still_has_the_methods_we_override_with_their_signatures():
 
     empty = inspect.Parameter.empty
     assert _parameters(Trainer._get_train_sampler) == [("self", empty), ("train_dataset", None)]
+    assert _parameters(Trainer._get_eval_sampler) == [("self", empty), ("eval_dataset", empty)]
     assert _parameters(Trainer.training_step) == [("self", empty), ("model", empty), ("inputs", empty),
                                                   ("num_items_in_batch", None)]
     assert _parameters(Trainer.evaluation_loop) == [

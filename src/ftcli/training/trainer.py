@@ -10,9 +10,11 @@ How it leans on transformers 5 (tests/test_trainer_hooks.py fails loudly when a 
   but the last. That assumes what the base class does today: forward and backward of exactly the
   inputs given, the loss divided by the whole batch's `num_items_in_batch` (our causal-LM loss), and
   the detached loss returned.
-- one private method, `_get_train_sampler`: Trainer has no public way to be given a train sampler (its
+- two private methods. `_get_train_sampler`: Trainer has no public way to be given a train sampler (its
   own group_by_length sampler draws its shuffle from the global RNG, which a resumed run does not
-  reproduce). Only this override uses it.
+  reproduce). `_get_eval_sampler`: under group_by_length Trainer also groups eval batches, from an
+  `input_ids` column that preference and reward pairs do not have (it raises); those come in length
+  order already, so they are read in order.
 """
 
 from __future__ import annotations
@@ -108,6 +110,15 @@ class FtcliTrainer(Trainer):
         global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
         return SeededLengthGroupedSampler(lengths, global_batch,
                                           self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # Private (see the module docstring). Eval order never changes a metric, only the padding.
+        if self.args.train_sampling_strategy == "group_by_length" and eval_dataset is not None \
+                and len(eval_dataset) and "input_ids" not in eval_dataset[0]:
+            from torch.utils.data import SequentialSampler
+
+            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+        return super()._get_eval_sampler(eval_dataset)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         passes = self._passes(inputs, num_items_in_batch)
