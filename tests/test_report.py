@@ -35,6 +35,7 @@ def train_run(root: Path, tiny_llama: Path, name: str, learning_rate: float) -> 
     (root / f"{name}.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
     result = CliRunner().invoke(app, ["finetune", str(root / f"{name}.yaml")])
     assert result.exit_code == 0, result.output
+    assert f"report: {root / name / 'report.html'}" in result.output  # finetune says where the page is
     return root / name
 
 

@@ -35,6 +35,10 @@ def finetune(
     if _rank():
         return
     typer.echo(f"run finished: {run_dir}")
+    from ftcli import runs
+
+    if (run_dir / runs.REPORT_HTML).is_file():
+        typer.echo(f"report: {run_dir / runs.REPORT_HTML}", err=True)
     hints = [f"ftcli eval {run_dir}"]
     if loaded.task in ("causal-lm", "seq2seq"):
         hints.append(f'ftcli generate "..." --run {run_dir}')
