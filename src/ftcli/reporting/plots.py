@@ -30,6 +30,14 @@ def _png(plt, fig) -> bytes:
     return buffer.getvalue()
 
 
+def _labelled(plt, fig, ax, ylabel: str, title: str, xlabel: str = "step") -> bytes:
+    """Axis labels and title on, then the PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return _png(plt, fig)
+
+
 def _empty(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} logged", ha="center", va="center", transform=ax.transAxes, color="#888")
 
@@ -54,10 +62,7 @@ def loss_png(curves: list[tuple[str, list, list]], title: str, quantity: str = "
         ax.legend(fontsize=8)
     else:
         _empty(ax, quantity)
-    ax.set_xlabel("step")
-    ax.set_ylabel(quantity)
-    ax.set_title(title)
-    return _png(plt, fig)
+    return _labelled(plt, fig, ax, quantity, title)
 
 
 def line_png(points: list[tuple[float, float]], ylabel: str, title: str, scientific: bool = False) -> bytes:
@@ -69,10 +74,7 @@ def line_png(points: list[tuple[float, float]], ylabel: str, title: str, scienti
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     else:
         _empty(ax, ylabel)
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    return _png(plt, fig)
+    return _labelled(plt, fig, ax, ylabel, title)
 
 
 def histogram_png(histogram: dict, max_length: int | None, title: str) -> bytes:
@@ -84,7 +86,4 @@ def histogram_png(histogram: dict, max_length: int | None, title: str) -> bytes:
     if max_length:
         ax.axvline(max_length, color="C3", linestyle=":", label=f"max_length {max_length}")
         ax.legend(fontsize=8)
-    ax.set_xlabel("tokens per example")
-    ax.set_ylabel("examples")
-    ax.set_title(title)
-    return _png(plt, fig)
+    return _labelled(plt, fig, ax, "examples", title, xlabel="tokens per example")
