@@ -5,6 +5,7 @@ Finding a run from a recipe file is `ftcli.recipe.resolve_run`: it reads the rec
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -99,6 +100,37 @@ def clear_run(run_dir: Path) -> None:
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_json_if_readable(path: Path):
+    """A file's JSON, or None when it is missing or unreadable: for pages that show what a run has."""
+    try:
+        return read_json(path) if Path(path).is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """All `checkpoint-N` folders of a run, oldest step first."""
+    if not Path(run_dir).is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in Path(run_dir).iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def log_history(run_dir: Path) -> list[dict]:
+    """Trainer's log history of a run: history.json, or (runs from before it was written) the newest
+    checkpoint's trainer_state.json that is left; [] when there is neither."""
+    saved = read_json_if_readable(Path(run_dir) / HISTORY)
+    if isinstance(saved, list):
+        return saved
+    states = [p / "trainer_state.json" for p in checkpoint_dirs(run_dir) if (p / "trainer_state.json").is_file()]
+    state = read_json_if_readable(states[-1]) if states else None
+    history = state.get("log_history") if isinstance(state, dict) else None
+    return history if isinstance(history, list) else []
 
 
 def read_train_results(run_dir: Path) -> dict | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,26 +25,6 @@ class RunFiles:
         return self.run_dir.name
 
 
-def _json_or_none(path: Path):
-    """A file's JSON, or None when it is missing or unreadable (a report shows what there is)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
-def _history(run_dir: Path) -> list[dict]:
-    """The run's log history: history.json, or (runs from before it was written) the last checkpoint's
-    trainer_state.json, when training kept one."""
-    saved = _json_or_none(run_dir / runs.HISTORY)
-    if isinstance(saved, list):
-        return saved
-    states = sorted(run_dir.glob("checkpoint-*/trainer_state.json"),
-                    key=lambda p: int(p.parent.name.rsplit("-", 1)[-1]) if p.parent.name.rsplit("-", 1)[-1].isdigit() else -1)
-    state = _json_or_none(states[-1]) if states else None
-    return state.get("log_history", []) if isinstance(state, dict) else []
-
-
 def read_run(run_dir: str | Path) -> RunFiles:
     """The files of a finished run; a folder that is not one is the user's mistake (UserError)."""
     path = Path(run_dir).expanduser()
@@ -55,7 +34,7 @@ def read_run(run_dir: str | Path) -> RunFiles:
         raise UserError(f"{path} is not a finished run (no {runs.MODEL_DIR}/ and {runs.TRAIN_RESULTS})",
                         hint="finish training first with `ftcli finetune RECIPE`")
     path = path.resolve()
-    train = _json_or_none(path / runs.TRAIN_RESULTS)
+    train = runs.read_json_if_readable(path / runs.TRAIN_RESULTS)
     if not isinstance(train, dict):
         raise UserError(f"{path / runs.TRAIN_RESULTS} is not a JSON object", hint="train the run again")
     recipe_file = path / runs.RECIPE_FILE
@@ -64,6 +43,6 @@ def read_run(run_dir: str | Path) -> RunFiles:
         recipe = yaml.safe_load(recipe_text) or {}
     except yaml.YAMLError:
         recipe = {}
-    evaluated = _json_or_none(path / runs.EVAL_RESULTS)
-    return RunFiles(path, recipe_text, recipe if isinstance(recipe, dict) else {}, train, _history(path),
+    evaluated = runs.read_json_if_readable(path / runs.EVAL_RESULTS)
+    return RunFiles(path, recipe_text, recipe if isinstance(recipe, dict) else {}, train, runs.log_history(path),
                     evaluated if isinstance(evaluated, dict) else None)

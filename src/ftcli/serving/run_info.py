@@ -1,32 +1,22 @@
 """What the page shows about the served model, read from the run directory (never written): the run's
 name, base model and recipe, its eval table (base vs tuned, from `ftcli eval`) and its loss curve
-(the training losses logged in the last checkpoint's trainer_state.json)."""
+(the training losses of its log history, `runs.log_history`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ftcli import runs
 
 
 def _loss_curve(run_dir: Path) -> list[list[float]]:
-    checkpoints = sorted((p for p in run_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
-                         key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
-    if not checkpoints:
-        return []
-    try:
-        history = json.loads((checkpoints[-1] / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
-    except (OSError, ValueError, KeyError):
-        return []
-    return [[e["step"], e["loss"]] for e in history if isinstance(e.get("loss"), (int, float)) and "step" in e]
+    return [[e["step"], e["loss"]] for e in runs.log_history(run_dir)
+            if isinstance(e.get("loss"), (int, float)) and "step" in e]
 
 
 def _eval_table(run_dir: Path) -> list[dict]:
-    path = run_dir / runs.EVAL_RESULTS
-    try:
-        results = runs.read_json(path) if path.is_file() else {}
-    except ValueError:
+    results = runs.read_json_if_readable(run_dir / runs.EVAL_RESULTS)
+    if not isinstance(results, dict):
         return []
     tuned, base = results.get("tuned") or {}, results.get("base") or {}
     return [{"metric": k, "base": base.get(k), "tuned": v} for k, v in tuned.items()

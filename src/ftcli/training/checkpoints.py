@@ -11,26 +11,17 @@ marker was not written by ftcli (a plain Trainer run, another tool): never resum
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
 from ftcli.io import write_json
-from ftcli.runs import CHECKPOINT_COMPLETE, CHECKPOINT_SAVING, is_our_checkpoint
+from ftcli.runs import CHECKPOINT_COMPLETE, CHECKPOINT_SAVING, checkpoint_dirs, is_our_checkpoint
 
 MARKER = CHECKPOINT_COMPLETE
 IN_PROGRESS = CHECKPOINT_SAVING
 
 
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def checkpoints(run_dir: Path) -> list[Path]:
-    """All `checkpoint-N` folders of a run, oldest step first."""
-    if not run_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
-    return [p for _, p in sorted(found)]
+checkpoints = checkpoint_dirs  # all `checkpoint-N` folders of a run, oldest step first (runs.py)
 
 
 def foreign(run_dir: Path) -> list[Path]:
