@@ -86,11 +86,9 @@ def confusion_table(matrix: list[list[int]], labels: list[str]) -> str:
 
 
 def confusion_png(matrix: list[list[int]], labels: list[str], path: Path, title: str) -> Path:
-    import matplotlib
+    from ftcli.reporting.plots import pyplot
 
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     size = max(3.0, 0.6 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(matrix, cmap="Blues")

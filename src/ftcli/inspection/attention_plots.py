@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ftcli.inspection.attention import Attention, AttentionResult
 from ftcli.inspection.attention_summary import averaged
+from ftcli.reporting.plots import pyplot
 
 MAX_TOKENS = 64
 _TITLES = {"attentions": "attention", "encoder": "encoder self-attention", "decoder": "decoder self-attention",
@@ -20,9 +21,6 @@ def write_heatmaps(result: AttentionResult, out_dir: str | Path, layer: int | No
                    head: int | None = None) -> list[Path]:
     """The PNGs of every kind of attention in `result` (`layer_NN.png` and `average.png`; with a decoder
     text each name starts with encoder_, decoder_ or cross_); `layer`/`head` draw only those."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never a window
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -68,7 +66,7 @@ def _ticks(axis, part: Attention, rows: int, cols: int, size: float, left: bool,
 
 
 def _layer_figure(part: Attention, layer: int, heads: list[int], title: str, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows, cols, note = _shown(part)
     across = math.ceil(math.sqrt(len(heads)))
@@ -92,7 +90,7 @@ def _layer_figure(part: Attention, layer: int, heads: list[int], title: str, pat
 
 
 def _average_figure(part: Attention, matrix, title: str, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows, cols, note = _shown(part)
     inches = _cell_inches(max(rows, cols)) + 1.5

@@ -3,28 +3,17 @@ side by side."""
 
 from __future__ import annotations
 
+from ftcli.recipe.dotted import dotted_keys
 from ftcli.reporting import history, html
 from ftcli.reporting.run_files import RunFiles
 
 _MISSING = object()
 
 
-def flatten(recipe: dict, prefix: str = "") -> dict:
-    """{"train.learning_rate": 0.005, ...}: nested recipe sections as dotted keys (the `--set` spelling)."""
-    flat = {}
-    for key, v in recipe.items():
-        name = f"{prefix}{key}"
-        if isinstance(v, dict) and v:
-            flat.update(flatten(v, f"{name}."))
-        else:
-            flat[name] = v
-    return flat
-
-
 def differing_keys(recipes: list[dict]) -> dict[str, list]:
     """Each dotted recipe key whose value is not the same in every run, with each run's value
     (`_MISSING` where a run's recipe lacks it)."""
-    flats = [flatten(r) for r in recipes]
+    flats = [dotted_keys(r) for r in recipes]
     keys = sorted({k for f in flats for k in f})
     return {k: [f.get(k, _MISSING) for f in flats] for k in keys if len({repr(f.get(k, _MISSING)) for f in flats}) > 1}
 

@@ -8,13 +8,21 @@ import io
 _SIZE, _DPI = (7.0, 3.4), 100
 
 
-def _figure():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, never a window), imported on first use: every
+    picture ftcli draws (reports, eval's confusion matrix, sweep.png, attention heatmaps) comes through here."""
     import matplotlib
 
-    matplotlib.use("Agg")  # files only: no display needed
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _figure():
     from matplotlib.ticker import MaxNLocator
+
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=_SIZE, dpi=_DPI)
     ax.grid(True, alpha=0.3)

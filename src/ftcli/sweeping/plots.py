@@ -14,10 +14,9 @@ def write_plot(path: Path, result, log_keys: set[str]) -> Path | None:
     scored = [r for r in result.trials if r.value is not None]
     if not scored:
         return None
-    import matplotlib
+    from ftcli.reporting.plots import pyplot
 
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     keys = list(scored[0].params)
     fig, axes = plt.subplots(1, 1 + len(keys), figsize=(4.2 * (1 + len(keys)), 3.6), squeeze=False)

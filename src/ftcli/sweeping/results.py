@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftcli.evaluation.reports import table
 from ftcli.io import write_json
 from ftcli.recipe import save_recipe
 from ftcli.sweeping.space import trial_recipe
@@ -72,11 +73,8 @@ def ranked_table(result: SweepResult) -> str:
     head = ["rank", "trial", "state", result.objective] + keys
     body = [[str(i), f"{r.trial:03d}", r.state.lower(), _cell(r.value)] + [_cell(r.params.get(k)) for k in keys]
             for i, r in enumerate(result.trials, 1)]
-    widths = [max(len(row[c]) for row in [head] + body) for c in range(len(head))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [head] + body]
-    lines.insert(1, "  ".join("-" * w for w in widths))
     arrow = "lower" if result.direction == "minimize" else "higher"
-    return "\n".join(lines) + f"\n({result.objective}: {arrow} is better)"
+    return table(head, body) + f"\n({result.objective}: {arrow} is better)"
 
 
 def write_best(sweep_dir: Path, base: dict, best: TrialRow) -> Path:

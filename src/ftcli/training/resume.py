@@ -12,6 +12,7 @@ from ftcli import runs
 from ftcli.errors import UserError
 from ftcli.progress import log
 from ftcli.recipe import Recipe
+from ftcli.recipe.dotted import dotted_keys
 from ftcli.training import checkpoints
 
 
@@ -60,20 +61,9 @@ _BLOCKING_TRAIN_KEYS = {"epochs", "max_steps", "batch_size", "gradient_accumulat
                         "gradient_checkpointing", "on_nonfinite_loss", "group_by_length"}  # the batch order
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{path}."))
-        else:
-            flat[path] = value
-    return flat
-
-
 def recipe_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
     """Compare two resolved recipes (as dicts): (keys that forbid resuming, harmless changed keys)."""
-    before, after = _flatten(old), _flatten(new)
+    before, after = dotted_keys(old), dotted_keys(new)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     blocking = [k for k in changed if k.startswith(_BLOCKING_PREFIXES)
                 or (k.startswith("train.") and k.split(".", 1)[1] in _BLOCKING_TRAIN_KEYS)]
