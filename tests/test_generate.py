@@ -61,7 +61,7 @@ SHOTS = [{"prompt": "Hello there", "response": "Ahoy!"}, {"prompt": "Who are you
 
 def test_chat_prompt_has_system_prompt_and_few_shot_turns_in_order(tiny_llama):
     from ftcli.generation.prompting import format_generation_prompt
-    from ftcli.data.templates import format_prompt
+    from ftcli.data.generation_prompts import format_prompt
 
     tokenizer = tokenizer_of(tiny_llama)
     settings = GenerateSection(system_prompt="You are a pirate.", few_shot=SHOTS)

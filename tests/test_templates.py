@@ -12,7 +12,7 @@ from ftcli.errors import DataError, ModelError, UserError
 from ftcli.data.tokenize import IGNORE_INDEX, prompt_token_ids, tokenize_sft
 from ftcli.generation.prompting import format_generation_prompt
 from ftcli.recipe import parse_recipe
-from ftcli.data.templates import generation_format, prompt_and_reference
+from ftcli.data.generation_prompts import generation_format, prompt_and_reference
 
 PR_ROW = {"prompt": "What is the capital of Peru?", "response": "Arr, Lima be the capital."}
 ALPACA_ROW = {"instruction": "Name a sea.", "input": "", "output": "The Caribbean, matey."}

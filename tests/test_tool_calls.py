@@ -13,7 +13,8 @@ from transformers import AutoTokenizer
 
 from conftest import write_jsonl
 from ftcli.data.splits import load_splits
-from ftcli.data.templates import CHATML_TEMPLATE, prompt_and_reference
+from ftcli.data.generation_prompts import prompt_and_reference
+from ftcli.data.templates import CHATML_TEMPLATE
 from ftcli.data.tokenize import IGNORE_INDEX, tokenize_sft
 from ftcli.errors import DataError
 from ftcli.generation.prompting import format_generation_prompt

@@ -19,9 +19,10 @@ from __future__ import annotations
 import re
 
 from ftcli.data import chats
+from ftcli.data.chat_checks import check_calls_rendered, check_rendered
 from ftcli.data.row_formats import columns_of
-from ftcli.errors import DataError, ModelError, UserError
-from ftcli.recipe import DataSection, GenerateSection
+from ftcli.errors import DataError, ModelError
+from ftcli.recipe import DataSection
 
 # ChatML, as Qwen and SmolLM2 write it: <|im_start|>role\ncontent<|im_end|>\n per turn. Tools (Hermes'
 # convention, which Qwen's templates follow too): the schemas in the system turn, one JSON per line in
@@ -54,7 +55,7 @@ ALPACA_PROMPT_NO_INPUT = (
     "### Instruction:\n{instruction}\n\n### Response:\n"
 )
 # {name} with a field-like name; any other brace (e.g. JSON in the template) is literal text.
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.-]*)\}")
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.-]*)\}")
 
 
 # --- which template ---------------------------------------------------------------------------------
@@ -103,7 +104,7 @@ def render_chat(tokenizer, messages: list[dict], chat: bool | str, add_generatio
 
 
 def placeholders(template: str) -> list[str]:
-    return list(dict.fromkeys(_PLACEHOLDER.findall(template)))
+    return list(dict.fromkeys(PLACEHOLDER.findall(template)))
 
 
 def fill(template: str, values: dict) -> str:
@@ -115,7 +116,7 @@ def fill(template: str, values: dict) -> str:
                             hint="point the placeholder at a text field")
         return "" if found is None else str(found)
 
-    return _PLACEHOLDER.sub(value, template)
+    return PLACEHOLDER.sub(value, template)
 
 
 def check_template(kind: str, data: DataSection, format: str, fields: list[str], source: str = "data",
@@ -142,7 +143,7 @@ def check_template(kind: str, data: DataSection, format: str, fields: list[str],
         raise DataError(f"{source}: data.template names field(s) {', '.join(missing)} that the data lacks; "
                         f"the data has: {', '.join(fields) or '(none)'}",
                         hint="placeholders are the data's own field names, in braces")
-    answer = _response_field(data, format)
+    answer = response_field(data, format)
     if answer in names:
         raise DataError(f"data.template puts {{{answer}}}, the response, in the prompt",
                         hint="leave it out: the response follows the rendered template by itself")
@@ -192,7 +193,7 @@ def describe(kind: str, template: str) -> str:
 
 # --- the parts of a row -----------------------------------------------------------------------------
 
-def _response_field(data: DataSection, format: str) -> str:
+def response_field(data: DataSection, format: str) -> str:
     return {"alpaca": "output", "prompt_completion": "completion", "unpaired": "completion"}.get(
         format, data.response_field)
 
@@ -217,7 +218,7 @@ def conversation(row: dict, data: DataSection, format: str, system_prompt: str |
         chat = chats.chat_of(row, format, data.messages_field, data.roles, data.tools_field)
     else:
         chat = chats.Chat([{"role": "user", "content": user_text(row, data, format)},
-                           {"role": "assistant", "content": str(row[_response_field(data, format)])}], 0)
+                           {"role": "assistant", "content": str(row[response_field(data, format)])}], 0)
     if system_prompt and chat.messages[0]["role"] != "system":
         return chats.Chat([{"role": "system", "content": system_prompt}, *chat.messages], chat.first + 1, chat.tools)
     return chat
@@ -275,99 +276,5 @@ def chat_segments(tokenizer, conv: chats.Chat, chat: bool | str, last_only: bool
         done = full
     check_rendered(done, messages[:targets[-1] + 1], tools, chat, tokenizer)
     for k, (reply, _) in zip(targets, pieces[1::2]):
-        _check_calls_rendered(reply, messages[k], chat, tokenizer)
+        check_calls_rendered(reply, messages[k], chat, tokenizer)
     return pieces
-
-
-def _template_name(chat: bool | str, tokenizer) -> str:
-    return "ChatML (data.template: chatml)" if isinstance(chat, str) else f"the chat template of {tokenizer.name_or_path}"
-
-
-_TOOLS_HINT = ("use a model whose chat template supports tools, or set data.template: chatml (ftcli's ChatML "
-               "writes tools in the system turn and calls in <tool_call> tags)")
-
-
-def check_rendered(text: str, messages: list[dict], tools: list[dict] | None, chat: bool | str, tokenizer) -> None:
-    """Refuse a chat the template renders without some of its parts, which would train silently
-    wrong: a system message or a tool result it leaves out, tools it does not write."""
-    missing = [t["function"]["name"] for t in tools or () if t["function"]["name"] not in text]
-    if missing:
-        raise DataError(f"{_template_name(chat, tokenizer)} does not write the tools it is given "
-                        f"({', '.join(missing)} not in the rendered chat)", hint=_TOOLS_HINT)
-    for i, message in enumerate(messages, start=1):
-        content = message["content"].strip()
-        if message["role"] in ("system", "tool") and content and content not in text:
-            raise DataError(f"{_template_name(chat, tokenizer)} leaves out turn {i} ({message['role']}): its "
-                            "text is not in the rendered chat",
-                            hint=_TOOLS_HINT if message["role"] == "tool" else
-                            "use a model whose chat template keeps system messages, or data.template: chatml")
-
-
-def _check_calls_rendered(reply: str, message: dict, chat: bool | str, tokenizer) -> None:
-    missing = [c["function"]["name"] for c in message.get("tool_calls", ()) if c["function"]["name"] not in reply]
-    if missing:
-        raise DataError(f"{_template_name(chat, tokenizer)} does not write tool calls: the reply's call to "
-                        f"{', '.join(missing)} is not in its rendered text", hint=_TOOLS_HINT)
-
-
-# --- generation and evaluation ------------------------------------------------------------------------
-
-def format_prompt(tokenizer, prompt: str, system_prompt: str | None = None, chat: bool | str = True,
-                  tools: list[dict] | None = None) -> str:
-    """The text a model sees before its answer to a single-turn prompt: a chat template (True: the
-    tokenizer's; a string: that Jinja template) given `tools` as training gave them, or the prompt and
-    a newline, as training wrote it."""
-    if chat:
-        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        messages.append({"role": "user", "content": prompt})
-        text = render_chat(tokenizer, messages, chat, add_generation_prompt=True, tools=tools)
-        check_rendered(text, messages, tools, chat, tokenizer)
-        return text
-    prefix = f"{system_prompt}\n\n" if system_prompt else ""
-    return f"{prefix}{prompt}\n"
-
-
-def generation_template(kind: str, data: DataSection) -> str | None:
-    """A non-chat kind as a generate.template ({prompt} placeholder): the training prompt with the
-    user's prompt as its prompt or instruction; other fields are empty. None: plain's default."""
-    if kind in ("chat", "chatml", "plain"):
-        return None
-    if kind == "alpaca":
-        return ALPACA_PROMPT_NO_INPUT.replace("{instruction}", "{prompt}")
-    slots = dict.fromkeys(("prompt", "instruction", data.prompt_field))
-    if not set(slots) & set(placeholders(kind)):
-        raise UserError(f"data.template {kind!r} has no placeholder for the prompt to generate from "
-                        f"({' or '.join('{' + s + '}' for s in slots)})",
-                        hint="set generate.template to the prompt format, with a {prompt} placeholder")
-    return _PLACEHOLDER.sub(lambda m: "{prompt}" if m.group(1) in slots else "", kind)
-
-
-def generation_format(tokenizer, data: DataSection, settings: GenerateSection) -> tuple[GenerateSection, bool | str]:
-    """Settings and `chat` value that make generation ask an SFT run's model in exactly its training
-    format. A generate.template the recipe sets itself is kept: the user asked for that format."""
-    kind = resolve(tokenizer, data.template)
-    chat = chat_setting(kind)
-    if not chat and settings.template is None and kind != "plain":
-        settings = settings.model_copy(update={"template": generation_template(kind, data)})
-    return settings, chat
-
-
-def prompt_and_reference(row: dict, recipe, format: str, tokenizer) -> tuple[str, str]:
-    """The exact prompt text training put before the reply this row teaches (the last assistant
-    turn of a chat), and that reply: what eval generation asks, and the answer it is scored against."""
-    d, system = recipe.data, recipe.generate.system_prompt
-    kind = resolve(tokenizer, d.template)
-    chat = chat_setting(kind)
-    if not chat:
-        return text_prompt(kind, row, d, format, system), str(row[_response_field(d, format)])
-    conv = conversation(row, d, format, system)
-    messages = conv.messages
-    last = max(k for k, m in enumerate(messages) if m["role"] == "assistant")
-    prompt = render_chat(tokenizer, messages[:last], chat, add_generation_prompt=True, tools=conv.tools)
-    if not messages[last].get("tool_calls"):
-        return prompt, messages[last]["content"]
-    # A reply that calls tools is its text and calls as the template writes them, less the special
-    # tokens that generation's decoding leaves out too.
-    full = render_chat(tokenizer, messages[:last + 1], chat, add_generation_prompt=False, tools=conv.tools)
-    reply = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
-    return prompt, tokenizer.decode(reply, skip_special_tokens=True).strip()

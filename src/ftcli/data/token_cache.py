@@ -26,7 +26,7 @@ from ftcli.versions import package_versions
 
 # Modules whose code decides what tokenization produces: editing them invalidates every entry.
 _CODE = ("data/tokenize.py", "data/tokenize_pairs.py", "data/pairs.py", "data/templates.py", "data/chats.py",
-         "data/collators.py")
+         "data/chat_checks.py", "data/generation_prompts.py", "data/collators.py")
 # Libraries that produce the token ids: the tokenizers backend splits text, transformers drives it
 # (special tokens, truncation, chat templates) and jinja2 renders the templates. An upgrade of any
 # may change the ids of the same rows, so it invalidates every entry.

@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass
 
 from ftcli.data import templates
+from ftcli.data.generation_prompts import prompt_and_reference
 from ftcli.errors import DataError, ModelError
 from ftcli.recipe import Recipe
 
@@ -77,7 +78,7 @@ def _sft_pieces(tokenizer, row: dict, recipe: Recipe, kind: str, format: str) ->
     d, system = recipe.data, recipe.generate.system_prompt
     chat = templates.chat_setting(kind)
     if not chat:
-        prompt, response = templates.prompt_and_reference(row, recipe, format, tokenizer)
+        prompt, response = prompt_and_reference(row, recipe, format, tokenizer)
         return [(prompt_token_ids(tokenizer, prompt), False), (answer_ids(tokenizer, response), True)]
     conv = templates.conversation(row, d, format, system)
     texts = templates.chat_segments(tokenizer, conv, chat, last_only=d.assistant_turns == "last")

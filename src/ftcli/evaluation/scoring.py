@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from ftcli.data.collators import PadCollator, data_collator
-from ftcli.data.templates import prompt_and_reference
+from ftcli.data.generation_prompts import prompt_and_reference
 from ftcli.data.tokenize import IGNORE_INDEX, tokenize
 from ftcli.errors import UserError
 from ftcli.evaluation.metrics import compute_classification_metrics, compute_text_metrics

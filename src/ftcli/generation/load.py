@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ftcli import runs
-from ftcli.data.templates import generation_format, has_chat_template
+from ftcli.data.generation_prompts import generation_format
+from ftcli.data.templates import has_chat_template
 from ftcli.errors import UserError
 from ftcli.generation.prompting import check_settings, read_few_shot_file, settings_with, tools_of
 from ftcli.modeling.load import check_model_source, load_model, load_tokenizer, local_model

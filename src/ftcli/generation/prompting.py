@@ -9,7 +9,7 @@ Prompt formats (one function, `format_generation_prompt`, builds them all):
   examples, so a tuned model is asked in the shape it was trained on;
 * plain SFT runs: the prompt and a newline (as in training), or `generate.template`
   (e.g. "Q: {prompt}\\nA:") when set — for runs trained with the alpaca or a custom data.template,
-  `templates.generation_format` sets it to that format; few-shot examples are the same blocks, each
+  `generation_prompts.generation_format` sets it to that format; few-shot examples are the same blocks, each
   followed by its response and a blank line;
 * plain-text (continuation) runs and base models used with `--model`: the prompt itself (or the
   template), continued.
@@ -22,7 +22,8 @@ from pathlib import Path
 
 from ftcli.data.chats import as_tools, tools_problem
 from ftcli.data.readers import iter_jsonl
-from ftcli.data.templates import format_prompt, render_chat
+from ftcli.data.generation_prompts import format_prompt
+from ftcli.data.templates import render_chat
 from ftcli.errors import DataError, UserError
 from ftcli.recipe import FewShotExample, GenerateSection
 

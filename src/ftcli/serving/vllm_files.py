@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ftcli import runs
-from ftcli.data.templates import generation_format, has_chat_template
+from ftcli.data.generation_prompts import generation_format
+from ftcli.data.templates import has_chat_template
 from ftcli.errors import ModelError, UserError
 from ftcli.generation.load import base_of, is_encoder_decoder, _ready
 from ftcli.generation.prompting import settings_with
